@@ -1,0 +1,89 @@
+//! One client connection: its socket, its peer address as written in records, and its
+//! unfinished line.
+
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::line_buffer::LineBuffer;
+use crate::recorder::Recorder;
+
+pub struct Connection {
+    pub stream: TcpStream,
+    /// The peer as written in records: `192.0.2.7:51234` or `[2001:db8::7]:51234`.
+    pub peer: Box<[u8]>,
+    /// Unique for the daemon's life (slab keys are reused), so stale timers can be told apart.
+    pub id: u64,
+    pub lines: LineBuffer,
+    /// The socket may hold unread data: it was readable and has not yet returned `WouldBlock`.
+    pub readable: bool,
+    /// Last time data arrived (for the idle timeout).
+    pub last_active: Instant,
+}
+
+/// What a read pass left behind.
+#[derive(Debug)]
+pub enum Status {
+    /// Read until `WouldBlock`: wait for the next readiness event.
+    Drained,
+    /// Stopped early (read budget used, or the output is backed up): more may be waiting.
+    More,
+    /// The client is gone (EOF or error); its partial line is recorded. Remove it.
+    Closed(Option<std::io::Error>),
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, addr: SocketAddr, id: u64, now: Instant) -> Connection {
+        // A v4 client of a dual-stack [::] listener shows as ::ffff:a.b.c.d; write it as v4.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        Connection {
+            stream,
+            peer: addr.to_string().into_bytes().into_boxed_slice(),
+            id,
+            lines: LineBuffer::default(),
+            readable: true,
+            last_active: now,
+        }
+    }
+
+    /// Reads and records what the client sent, at most `budget` reads, and stops early when
+    /// the output's backlog reaches `high_water`.
+    pub fn read_available(
+        &mut self,
+        buf: &mut [u8],
+        budget: usize,
+        high_water: usize,
+        recorder: &mut Recorder,
+        now: Instant,
+    ) -> Status {
+        for _ in 0..budget {
+            if recorder.sink.backlog() >= high_water {
+                return Status::More;
+            }
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    recorder.finish(&self.peer, &mut self.lines);
+                    return Status::Closed(None);
+                }
+                Ok(n) => {
+                    self.last_active = now;
+                    recorder.ingest(&self.peer, &mut self.lines, &buf[..n]);
+                }
+                // Edge-triggered readiness: only WouldBlock means "wait for the next event".
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Status::Drained;
+                }
+                // A signal arrived during read(2); nothing was lost, read again.
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    recorder.finish(&self.peer, &mut self.lines);
+                    return Status::Closed(Some(e));
+                }
+            }
+        }
+        Status::More
+    }
+}

@@ -1,0 +1,456 @@
+//! The event loop: one `mio::Poll` drives the listeners, every client connection (kept in a
+//! `Slab`) and the signals. Nothing here blocks except writing the output.
+//!
+//! Each iteration: wait for events (or the next timer), accept new clients, mark readable
+//! connections, read from them in turns, flush the output once, then act on signals. Readiness
+//! is edge-triggered, so a connection stays on the `ready` queue until a read returns
+//! `WouldBlock`; a connection that still has data after its read budget goes to the back of
+//! the queue, so one fast client cannot starve the others. While the output's backlog is at
+//! `HIGH_WATER` (disk full, syslog receiver gone) nothing is read: the data waits in the
+//! kernel and TCP flow control slows the clients down, instead of logsinkd dropping it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::connection::{Connection, Status};
+use crate::diag::{error, info, warning};
+use crate::notify::Notifier;
+use crate::recorder::Recorder;
+use crate::sink::Sink;
+
+/// Most listening sockets (each needs its own token below the clients').
+pub const MAX_LISTENERS: usize = 64;
+const SIGNALS: Token = Token(0);
+const FIRST_LISTENER: usize = 1;
+/// Client tokens are slab keys offset by this; see `client_token` / `client_key`.
+const FIRST_CLIENT: usize = FIRST_LISTENER + MAX_LISTENERS;
+
+fn client_token(key: usize) -> Token {
+    Token(key + FIRST_CLIENT)
+}
+
+fn client_key(token: Token) -> usize {
+    token.0 - FIRST_CLIENT
+}
+
+/// The one read buffer all connections share: idle connections hold no read buffer.
+const READ_BUF: usize = 64 * 1024;
+/// Reads one connection gets per turn before the next ready connection is served.
+const READ_BUDGET: usize = 16;
+/// Output backlog at which reading from clients pauses until the output takes data again.
+pub const HIGH_WATER: usize = 8 << 20;
+/// Events taken per poll.
+const EVENTS: usize = 1024;
+/// Pause before accepting again after an accept error such as EMFILE: no busy loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Back-off between attempts to write to a failing output.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long shutdown keeps trying to write out what it holds if the output fails.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+
+/// Settings the loop needs beyond its resources.
+pub struct Settings {
+    pub max_connections: usize,
+    pub idle_timeout: Option<Duration>,
+    /// The output as named in messages.
+    pub target: String,
+}
+
+/// State of the output while writes fail.
+#[derive(Default)]
+struct OutputHealth {
+    /// Set during a failure episode: when to try again.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<(TcpListener, String)>,
+    signals: Signals,
+    conns: Slab<Connection>,
+    /// Connections that may hold unread data, as (slab key, connection id).
+    ready: VecDeque<(usize, u64)>,
+    recorder: Recorder,
+    settings: Settings,
+    read_buf: Box<[u8]>,
+    next_id: u64,
+    /// Accepting is paused after an accept error until then.
+    accept_paused_until: Option<Instant>,
+    /// The connection cap is reached; accepting resumes when a connection closes.
+    at_cap: bool,
+    /// Idle deadlines (deadline, connection id, slab key); one entry per connection.
+    idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    output: OutputHealth,
+    notifier: Notifier,
+}
+
+/// Why the loop ended.
+pub struct Summary {
+    /// Bytes accepted from clients that could not be written before exit.
+    pub unwritten: usize,
+}
+
+impl Server {
+    /// Registers everything with a new `Poll`. `listeners` carry the name used in messages.
+    pub fn new(
+        listeners: Vec<(std::net::TcpListener, String)>,
+        sink: Sink,
+        max_line: usize,
+        settings: Settings,
+    ) -> Result<Server> {
+        let poll = Poll::new().context("creating the poll instance")?;
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
+            .context("installing signal handlers")?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut mio_listeners = Vec::new();
+        for (i, (listener, name)) in listeners.into_iter().enumerate() {
+            let mut listener = TcpListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, Token(FIRST_LISTENER + i), Interest::READABLE)
+                .with_context(|| format!("registering listener {name}"))?;
+            mio_listeners.push((listener, name));
+        }
+        Ok(Server {
+            poll,
+            listeners: mio_listeners,
+            signals,
+            conns: Slab::new(),
+            ready: VecDeque::new(),
+            recorder: Recorder::new(sink, max_line),
+            settings,
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            next_id: 0,
+            accept_paused_until: None,
+            at_cap: false,
+            idle: BinaryHeap::new(),
+            output: OutputHealth::default(),
+            notifier: Notifier::from_env(),
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<Result<SocketAddr, String>> {
+        self.listeners
+            .iter()
+            .map(|(l, name)| l.local_addr().map_err(|_| name.clone()))
+            .collect()
+    }
+
+    /// Tells systemd the daemon is ready.
+    pub fn notify_ready(&mut self) {
+        self.notifier.ready(&self.recorder.stats.status());
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
+    pub fn run(mut self) -> Result<Summary> {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut notify_at = None;
+        loop {
+            let timeout = self.poll_timeout(Instant::now(), notify_at);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                // A signal interrupted epoll_wait; the Signals source reports it as an event.
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).context("waiting for events");
+            }
+            let now = Instant::now();
+            let (mut reopen, mut stop) = (false, false);
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => self.take_signals(&mut reopen, &mut stop),
+                    Token(t) if t < FIRST_CLIENT => self.accept_all(t - FIRST_LISTENER, now),
+                    token => self.mark_readable(client_key(token)),
+                }
+            }
+            self.run_timers(now);
+            self.read_ready(now);
+            self.flush_output(now);
+            if reopen {
+                self.reopen();
+            }
+            if stop {
+                return Ok(self.shutdown());
+            }
+            notify_at = self.notifier.tick(now, &self.recorder.stats);
+        }
+    }
+
+    /// How long `poll` may wait: not at all while connections have unread data (unless the
+    /// output is backed up), else until the earliest timer.
+    fn poll_timeout(&self, now: Instant, notify_at: Option<Instant>) -> Option<Duration> {
+        if !self.ready.is_empty() && !self.output_full() {
+            return Some(Duration::ZERO);
+        }
+        let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
+        [self.accept_paused_until, self.output.retry_at, idle, notify_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    fn output_full(&self) -> bool {
+        self.recorder.sink.backlog() >= HIGH_WATER
+    }
+
+    /// Signals are only noted here and acted on after this iteration's reads, in the loop.
+    /// `pending()` coalesces repeats, so two quick HUPs may be one reopen: reopen is idempotent.
+    fn take_signals(&mut self, reopen: &mut bool, stop: &mut bool) {
+        for signal in self.signals.pending() {
+            match signal {
+                SIGHUP => *reopen = true,
+                SIGTERM | SIGINT => *stop = true,
+                SIGUSR1 => info!("stats: {}", self.recorder.stats),
+                _ => {}
+            }
+        }
+    }
+
+    /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
+    fn accept_all(&mut self, index: usize, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return; // the timer retries
+        }
+        loop {
+            if self.conns.len() >= self.settings.max_connections {
+                // Leave further clients in the kernel's backlog, where TCP makes them wait;
+                // accepting them only to close them would lose what they send.
+                if !self.at_cap {
+                    warning!(
+                        "{} connections open, the cap (max_connections); new clients wait \
+                         until one closes",
+                        self.conns.len()
+                    );
+                    self.at_cap = true;
+                }
+                return;
+            }
+            let (listener, name) = &self.listeners[index];
+            match listener.accept() {
+                Ok((stream, addr)) => self.add_connection(stream, addr, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // The client gave up (or its network failed) before we accepted: not ours.
+                Err(e) if is_client_side(&e) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin. Pause;
+                    // waiting clients stay queued in the kernel meanwhile.
+                    self.recorder.stats.errors += 1;
+                    error!(
+                        "accepting on {name}: {e}; pausing accepts for {} ms",
+                        ACCEPT_PAUSE.as_millis()
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_connection(&mut self, mut stream: mio::net::TcpStream, addr: SocketAddr, now: Instant) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) =
+            self.poll.registry().register(&mut stream, client_token(key), Interest::READABLE)
+        {
+            self.recorder.stats.errors += 1;
+            error!("registering connection from {addr}: {e}");
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        entry.insert(Connection::new(stream, addr, id, now));
+        // Data may have arrived before registration: give it a first read right away.
+        self.ready.push_back((key, id));
+        if let Some(timeout) = self.settings.idle_timeout {
+            self.idle.push(Reverse((now + timeout, id, key)));
+        }
+        let stats = &mut self.recorder.stats;
+        stats.connections += 1;
+        stats.open = self.conns.len();
+    }
+
+    fn mark_readable(&mut self, key: usize) {
+        // Events can be stale: the connection may be gone and its key reused. A spurious
+        // read costs one WouldBlock.
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.readable {
+                conn.readable = true;
+                self.ready.push_back((key, conn.id));
+            }
+        }
+    }
+
+    /// Gives each connection on the ready queue one turn.
+    fn read_ready(&mut self, now: Instant) {
+        for _ in 0..self.ready.len() {
+            if self.output_full() {
+                return;
+            }
+            let Some((key, id)) = self.ready.pop_front() else { return };
+            let conn = match self.conns.get_mut(key) {
+                Some(conn) if conn.id == id && conn.readable => conn,
+                _ => continue,
+            };
+            match conn.read_available(&mut self.read_buf, READ_BUDGET, HIGH_WATER, &mut self.recorder, now) {
+                Status::Drained => {}
+                Status::More => self.ready.push_back((key, id)),
+                Status::Closed(err) => {
+                    if err.is_some() {
+                        // Resets are routine (a client crashed); counted, not logged each.
+                        self.recorder.stats.errors += 1;
+                    }
+                    self.close(key, now);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize, now: Instant) {
+        // Dropping the stream closes it, which also removes it from epoll.
+        self.conns.remove(key);
+        self.recorder.stats.open = self.conns.len();
+        if self.at_cap {
+            self.at_cap = false;
+            info!("below the connection cap again; accepting");
+            self.accept_everywhere(now);
+        }
+    }
+
+    fn accept_everywhere(&mut self, now: Instant) {
+        for index in 0..self.listeners.len() {
+            self.accept_all(index, now);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|at| at <= now) {
+            self.accept_paused_until = None;
+            self.accept_everywhere(now);
+        }
+        if let Some(timeout) = self.settings.idle_timeout {
+            while let Some(&Reverse((at, id, key))) = self.idle.peek() {
+                if at > now {
+                    break;
+                }
+                self.idle.pop();
+                let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else { continue };
+                let due = conn.last_active + timeout;
+                if due > now {
+                    self.idle.push(Reverse((due, id, key)));
+                } else {
+                    self.recorder.finish(&conn.peer, &mut conn.lines);
+                    self.close(key, now);
+                }
+            }
+        }
+    }
+
+    /// Writes out the batch of this iteration. A failure is logged once per episode, then
+    /// retried with back-off; the records stay queued in order.
+    fn flush_output(&mut self, now: Instant) {
+        if self.recorder.sink.backlog() == 0 || self.output.retry_at.is_some_and(|at| at > now) {
+            return;
+        }
+        let failing = self.output.retry_at.is_some();
+        match self.recorder.sink.flush() {
+            Ok(()) => {
+                if failing {
+                    info!("output {} takes data again; everything held was written", self.settings.target);
+                    self.output = OutputHealth::default();
+                }
+            }
+            Err(e) => {
+                self.recorder.stats.errors += 1;
+                if !failing {
+                    error!(
+                        "{e:#}; holding {} bytes and retrying (reading from clients pauses at {} MiB held)",
+                        self.recorder.sink.backlog(),
+                        HIGH_WATER >> 20
+                    );
+                    self.output.backoff = RETRY_MIN;
+                }
+                self.output.retry_at = Some(now + self.output.backoff);
+                self.output.backoff = (self.output.backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+
+    /// SIGHUP: open the output anew (after logrotate moved it away).
+    fn reopen(&mut self) {
+        self.notifier.reloading();
+        match self.recorder.sink.reopen() {
+            Ok(()) => info!("reopened {}", self.settings.target),
+            Err(e) => error!("reopening failed, still writing to the old output: {e:#}"),
+        }
+        self.notifier.reloaded();
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, record what clients already sent (including what sits
+    /// unread in the sockets and unfinished lines), write it all out and sync.
+    fn shutdown(mut self) -> Summary {
+        self.notifier.stopping();
+        for (mut listener, _) in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let now = Instant::now();
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            // Unbounded here: the kernel's receive buffer bounds what is left to read.
+            if let Status::Drained =
+                conn.read_available(&mut self.read_buf, usize::MAX, usize::MAX, &mut self.recorder, now)
+            {
+                self.recorder.finish(&conn.peer, &mut conn.lines);
+            }
+        }
+        self.conns.clear();
+        self.recorder.stats.open = 0;
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        let mut backoff = RETRY_MIN;
+        while let Err(e) = self.recorder.sink.flush() {
+            if Instant::now() + backoff > deadline {
+                error!("{e:#}; giving up with {} bytes unwritten", self.recorder.sink.backlog());
+                break;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+        if let Err(e) = self.recorder.sink.sync() {
+            error!("{e:#}");
+        }
+        info!("stopped: {}", self.recorder.stats);
+        Summary { unwritten: self.recorder.sink.backlog() }
+    }
+}
+
+/// Accept errors caused by the connecting client, not by logsinkd: accept the next one.
+fn is_client_side(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}

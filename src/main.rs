@@ -1,0 +1,162 @@
+//! logsinkd: a network log receiver. `main` parses the command line and the config, acquires
+//! every resource that can fail (listeners, the output), daemonizes or not, drops privileges,
+//! and hands the ready-made resources to the event loop.
+//!
+//! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error.
+
+mod cli;
+mod config;
+mod connection;
+mod daemon;
+mod diag;
+mod event_loop;
+mod line_buffer;
+mod listen;
+mod notify;
+mod record;
+mod recorder;
+mod sink;
+mod stats;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::config::Config;
+use crate::daemon::Readiness;
+use crate::diag::{error, info, warning};
+use crate::event_loop::{Server, Settings};
+use crate::sink::Sink;
+
+/// Exit code for a bad command line or configuration (as clap uses for usage errors).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let fd_limit = raise_fd_limit();
+    let config = match Config::load(&cli, fd_limit) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("logsinkd: error: {e:#}");
+            return ExitCode::from(if cli.check_config { 1 } else { EXIT_USAGE });
+        }
+    };
+    let identity = match &config.user {
+        None => None,
+        Some(user) => match daemon::resolve_identity(user, config.group.as_deref()) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("logsinkd: error: {e:#}");
+                return ExitCode::from(if cli.check_config { 1 } else { EXIT_USAGE });
+            }
+        },
+    };
+    if cli.check_config {
+        print!("{config}");
+        return ExitCode::SUCCESS;
+    }
+    diag::to_stderr();
+    match run(config, identity) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCode> {
+    // Everything that can fail at start-up happens before the fork, so the person who typed
+    // the command sees the error. Relative paths are resolved first: the daemon moves to `/`.
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    config.output.absolutize(&cwd);
+    let pid_file = config.pid_file.as_deref().map(daemon::absolute).transpose()?;
+    let listeners = match listen::from_systemd()? {
+        Some(adopted) => adopted,
+        None => config
+            .listen
+            .iter()
+            .map(|&addr| Ok((listen::bind(addr, config.backlog)?, addr.to_string())))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let sink = Sink::open(&config.output, config.format, &config.syslog_facility)?;
+
+    let mut readiness = if config.foreground {
+        if let Some(path) = &pid_file {
+            daemon::write_pid_file(path)?;
+        }
+        Readiness::foreground()
+    } else {
+        let readiness = daemon::daemonize(pid_file.as_deref())?;
+        diag::to_syslog();
+        readiness
+    };
+    let started = (|| {
+        match &identity {
+            Some(id) => daemon::drop_privileges(id)
+                .with_context(|| format!("switching to user {}", id.user))?,
+            None if unsafe { libc::geteuid() } == 0 => warning!(
+                "running as root; set `user` (--user) to drop privileges after start-up"
+            ),
+            None => {}
+        }
+        let settings = Settings {
+            max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
+            target: config.output.to_string(),
+        };
+        Server::new(listeners, sink, config.max_line, settings)
+    })();
+    let mut server = match started {
+        Ok(server) => server,
+        Err(e) => {
+            readiness.failed(&e);
+            remove_pid(&pid_file);
+            return Err(e);
+        }
+    };
+    for addr in server.local_addrs() {
+        let line = match addr {
+            Ok(addr) => format!("listening on {addr}"),
+            Err(name) => format!("listening on {name}"),
+        };
+        info!("{line}");
+        readiness.say(&line);
+    }
+    server.notify_ready();
+    readiness.ready();
+
+    let result = server.run();
+    remove_pid(&pid_file);
+    let summary = result?;
+    if summary.unwritten > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove_pid(pid_file: &Option<std::path::PathBuf>) {
+    if let Some(path) = pid_file {
+        daemon::remove_pid_file(path);
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (as systemd advises daemons that do not
+/// use select(2)) and returns it; it sizes the default connection cap.
+fn raise_fd_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(1 << 20)
+}

@@ -1,0 +1,112 @@
+//! Where records go: a file (`file.rs`) or syslog (`syslog.rs`).
+//!
+//! Both keep what they could not write yet in a backlog and report its size, so the event loop
+//! can stop reading from clients while the output cannot take data (TCP flow control then
+//! pushes back on the clients) instead of dropping anything.
+
+mod file;
+mod syslog;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::record::Format;
+pub use file::FileSink;
+pub use syslog::{SyslogAddr, SyslogSink};
+
+/// An output as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    File(PathBuf),
+    Syslog(SyslogAddr),
+}
+
+impl Target {
+    /// `syslog`, `syslog:/path`, `syslog+udp://host:port`, `syslog+tcp://host:port`, else a path.
+    pub fn parse(text: &str) -> Result<Target> {
+        if text.is_empty() {
+            bail!("empty output");
+        }
+        if let Some(addr) = SyslogAddr::parse(text)? {
+            return Ok(Target::Syslog(addr));
+        }
+        Ok(Target::File(PathBuf::from(text)))
+    }
+
+    /// Makes a relative file path absolute, so a daemon that changes directory still finds it.
+    pub fn absolutize(&mut self, base: &Path) {
+        if let Target::File(path) = self {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::File(path) => write!(f, "{}", path.display()),
+            Target::Syslog(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// An open output.
+pub enum Sink {
+    File(FileSink),
+    Syslog(SyslogSink),
+}
+
+impl Sink {
+    /// Opens the target; fails with a message naming it.
+    pub fn open(target: &Target, format: Format, facility: &str) -> Result<Sink> {
+        Ok(match target {
+            Target::File(path) => Sink::File(FileSink::open(path, format)?),
+            Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), facility)?),
+        })
+    }
+
+    /// Queues one record (written by the next `flush`).
+    #[inline]
+    pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
+        match self {
+            Sink::File(s) => s.record(time, peer, line),
+            Sink::Syslog(s) => s.record(peer, line),
+        }
+    }
+
+    /// Writes out what is queued. On error the unwritten part stays queued for the next try.
+    pub fn flush(&mut self) -> Result<()> {
+        match self {
+            Sink::File(s) => s.flush(),
+            Sink::Syslog(s) => s.flush(),
+        }
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn backlog(&self) -> usize {
+        match self {
+            Sink::File(s) => s.backlog(),
+            Sink::Syslog(s) => s.backlog(),
+        }
+    }
+
+    /// Opens the output anew (SIGHUP). The old one stays in use if that fails.
+    pub fn reopen(&mut self) -> Result<()> {
+        match self {
+            Sink::File(s) => s.reopen(),
+            Sink::Syslog(s) => s.reopen(),
+        }
+    }
+
+    /// Makes written data durable (at shutdown).
+    pub fn sync(&mut self) -> Result<()> {
+        match self {
+            Sink::File(s) => s.sync(),
+            Sink::Syslog(_) => Ok(()),
+        }
+    }
+}
