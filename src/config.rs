@@ -69,7 +69,14 @@ impl Config {
     /// `fd_limit` is the process's open-file limit, which sizes the default connection cap.
     pub fn load(cli: &Cli, fd_limit: usize) -> Result<Config> {
         let mut raw = match &cli.config {
-            Some(path) => Raw::from_file(path)?,
+            Some(path) => {
+                let raw = Raw::from_file(path)?;
+                // Check the file on its own first, so its errors name the file.
+                raw.clone()
+                    .resolve(fd_limit)
+                    .with_context(|| format!("config {}", path.display()))?;
+                raw
+            }
             None => Raw::default(),
         };
         raw.apply_cli(cli);
@@ -78,7 +85,7 @@ impl Config {
 }
 
 /// Settings as written, before defaults and validation.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Raw {
     listen: Option<Vec<String>>,
     output: Option<String>,

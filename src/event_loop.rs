@@ -156,7 +156,7 @@ impl Server {
     /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
     pub fn run(mut self) -> Result<Summary> {
         let mut events = Events::with_capacity(EVENTS);
-        let mut notify_at = None;
+        let mut notify_at = self.notifier.tick(Instant::now(), &self.recorder.stats);
         loop {
             let timeout = self.poll_timeout(Instant::now(), notify_at);
             if let Err(e) = self.poll.poll(&mut events, timeout) {

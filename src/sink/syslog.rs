@@ -95,23 +95,26 @@ impl SyslogSink {
         Ok(SyslogSink { addr, facility, logger, queue: VecDeque::new(), queued_bytes: 0 })
     }
 
+    /// Queues `<peer> <escaped line>`; a line too long for one message goes as several, each
+    /// starting with the peer.
     pub fn record(&mut self, peer: &[u8], line: &[u8]) {
-        let mut text = Vec::with_capacity(peer.len() + 1 + line.len());
-        text.extend_from_slice(peer);
-        text.push(b' ');
-        escape_into(&mut text, line);
-        // Escaped text is valid UTF-8 by construction.
-        let text = String::from_utf8(text).unwrap_or_else(|e| {
-            String::from_utf8_lossy(e.as_bytes()).into_owned()
-        });
-        let mut rest = text.as_str();
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(MAX_TEXT);
+        let mut escaped = Vec::with_capacity(line.len());
+        escape_into(&mut escaped, line);
+        // Escaped text is printable ASCII, tab and valid UTF-8 by construction.
+        let escaped = String::from_utf8_lossy(&escaped);
+        let peer = String::from_utf8_lossy(peer);
+        let room = MAX_TEXT.saturating_sub(peer.len() + 1).max(64);
+        let mut rest = escaped.as_ref();
+        loop {
+            let mut cut = rest.len().min(room);
             while !rest.is_char_boundary(cut) {
                 cut -= 1;
             }
-            self.push(rest[..cut].to_string());
+            self.push(format!("{peer} {}", &rest[..cut]));
             rest = &rest[cut..];
+            if rest.is_empty() {
+                break;
+            }
         }
     }
 

@@ -1,0 +1,80 @@
+//! The config file, `--check-config` and usage errors.
+
+use std::process::Command;
+
+use crate::util::*;
+
+/// `--check-config` on a broken config names the file and the key, exit 1.
+#[test]
+fn check_config_names_the_key() {
+    let dir = temp_dir();
+    let conf = dir.path().join("bad.toml");
+    std::fs::write(&conf, "listen = [\"127.0.0.1:5140\"]\nmax_line = \"huge\"\n").unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&conf).arg("--check-config").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("bad.toml") && stderr.contains("key `max_line`"), "{stderr}");
+
+    std::fs::write(&conf, "lisen = [\"127.0.0.1:5140\"]\n").unwrap();
+    let out = Command::new(BIN).arg("-c").arg(&conf).arg("--check-config").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown key `lisen`"), "{stderr}");
+
+    std::fs::write(&conf, "format = \"json\"\noutput = [1]\n").unwrap();
+    let out = Command::new(BIN).arg("-c").arg(&conf).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a bad config at start is a usage error");
+    assert!(stderr.contains("key `output`"), "{stderr}");
+}
+
+/// `--check-config` prints the effective settings; the command line wins over the file.
+#[test]
+fn check_config_prints_effective_settings() {
+    let dir = temp_dir();
+    let conf = dir.path().join("good.toml");
+    std::fs::write(&conf, "format = \"json\"\nmax_line = \"8K\"\nidle_timeout = 30\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&conf)
+        .args(["--check-config", "--format", "raw", "-l", "[::1]:9"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("format = \"raw\""), "{stdout}");
+    assert!(stdout.contains("max_line = 8192"), "{stdout}");
+    assert!(stdout.contains("listen = [\"[::1]:9\"]"), "{stdout}");
+    assert!(stdout.contains("idle_timeout = 30"), "{stdout}");
+}
+
+/// The config file's settings are used by a running daemon.
+#[test]
+fn config_file_drives_the_daemon() {
+    let dir = temp_dir();
+    let conf = dir.path().join("d.toml");
+    std::fs::write(&conf, "format = \"raw\"\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let d = DaemonBuilder::new(dir.path()).arg("-c").arg(&conf).arg("--listen").arg("127.0.0.1:0").start();
+    send(d.addr, b"raw line\n");
+    assert_eq!(d.wait_for_lines(1), ["raw line"]);
+}
+
+/// Usage errors exit 2 with a message naming the culprit.
+#[test]
+fn usage_errors() {
+    for (args, needle) in [
+        (&["--format", "xml"][..], "key `format`: unknown format `xml`"),
+        (&["--listen", "localhost"][..], "`localhost` is not an address"),
+        (&["--max-line", "0"][..], "key `max_line`"),
+        (&["--output", "syslog+udp://nohost"][..], "key `output`"),
+        (&["--bogus"][..], "--bogus"),
+        (&["--user", "no-such-user-here"][..], "no such user `no-such-user-here`"),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("logsinkd "));
+}

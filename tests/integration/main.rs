@@ -1,0 +1,10 @@
+//! Integration tests: each starts the real `logsinkd` binary and talks to it over real TCP on
+//! 127.0.0.1, with real signals and real files (see util.rs for the harness).
+
+mod config;
+mod daemon_mode;
+mod records;
+mod signals;
+mod syslog;
+mod systemd_notify;
+mod util;

@@ -1,0 +1,183 @@
+//! What gets recorded: framing, peers, formats and escaping, over real TCP.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+
+use crate::util::*;
+
+/// Concurrent clients writing interleaved partial lines get intact records with their own peer.
+#[test]
+fn concurrent_partial_lines_stay_whole() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &[]);
+    let clients = 8;
+    let per_client = 200;
+    let mut conns: Vec<(TcpStream, String)> = (0..clients)
+        .map(|_| {
+            let s = d.connect();
+            let peer = s.local_addr().unwrap().to_string();
+            (s, peer)
+        })
+        .collect();
+    // Every line goes out in three pieces, each client's pieces interleaved with the others'.
+    for n in 0..per_client {
+        for piece in 0..3 {
+            for (c, (s, _)) in conns.iter_mut().enumerate() {
+                let text = match piece {
+                    0 => format!("client {c} "),
+                    1 => format!("line {n} "),
+                    _ => "end\n".to_string(),
+                };
+                s.write_all(text.as_bytes()).unwrap();
+                s.flush().unwrap();
+            }
+        }
+    }
+    let lines = d.wait_for_lines(clients * per_client);
+    assert_eq!(d.stop().code(), Some(0));
+    let mut next = vec![0; clients];
+    for record in &lines {
+        let (time, peer, line) = split_record(record);
+        assert_eq!(time.len(), 27, "time {time}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "time {time}");
+        let words: Vec<&str> = line.split(' ').collect();
+        assert_eq!(words.len(), 5, "whole record: {record}");
+        let c: usize = words[1].parse().unwrap();
+        let n: usize = words[3].parse().unwrap();
+        assert_eq!(words[4], "end");
+        assert_eq!(peer, conns[c].1, "peer of client {c}");
+        assert_eq!(n, next[c], "client {c} in order");
+        next[c] += 1;
+    }
+    assert_eq!(next, vec![per_client; clients]);
+}
+
+/// A final line without LF is recorded when the client disconnects; CRLF loses its CR.
+#[test]
+fn final_partial_line_and_crlf() {
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    send(d.addr, b"first\r\nsecond\r\r\nthird\n\nlast without newline");
+    let lines = d.wait_for_lines(5);
+    let texts: Vec<&str> = lines.iter().map(|r| split_record(r).2).collect();
+    assert_eq!(texts, ["first", "second\\x0d", "third", "", "last without newline"]);
+}
+
+/// An over-long line is recorded in max_line pieces and memory stays bounded while a client
+/// streams 64 MiB without a newline.
+#[test]
+fn long_line_split_and_memory_bounded() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--format", "raw", "--max-line", "1000"]);
+    send(d.addr, &[b'a'; 2500]);
+    let mut s = d.connect();
+    s.write_all(&[b'b'; 1000]).unwrap();
+    s.write_all(b"\n").unwrap();
+    let lines = d.wait_for_lines(4);
+    assert_eq!(lines[..3], ["a".repeat(1000), "a".repeat(1000), "a".repeat(500)]);
+    assert_eq!(lines[3], "b".repeat(1000));
+    drop(s);
+    assert_eq!(d.stop().code(), Some(0));
+
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--format", "raw"]);
+    let before = peak_rss_kib(d.pid());
+    let mut s = d.connect();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..64 {
+        s.write_all(&chunk).unwrap();
+    }
+    drop(s);
+    d.wait_for_lines(1024);
+    let peak = peak_rss_kib(d.pid());
+    assert_eq!(d.stop().code(), Some(0));
+    let text = std::fs::read_to_string(&d.out).unwrap();
+    assert_eq!(text.len(), 64 * (1 << 20) + 1024, "64 MiB in 64 KiB records");
+    assert!(text.lines().all(|l| l.len() == 64 * 1024));
+    // The stream is 64 MiB; what the daemon holds must not grow with it.
+    assert!(peak < before + 24 * 1024, "peak RSS {peak} KiB (at start {before} KiB)");
+}
+
+const NASTY: &[u8] = b"esc \x1b[31mred\x1b[0m bell\x07 nul\x00 del\x7f tab\tback\\slash quote\" \xff\xfe bad utf8 \xc3\x28 ok \xc3\xa9 csi \xc2\x9b end";
+
+/// Binary and control bytes come out escaped in `default`, exact in `raw`, valid in `json`.
+#[test]
+fn bytes_escaped_raw_and_json() {
+    let expected_escaped = "esc \\x1b[31mred\\x1b[0m bell\\x07 nul\\x00 del\\x7f tab\tback\\\\slash quote\" \\xff\\xfe bad utf8 \\xc3( ok \u{e9} csi \\xc2\\x9b end";
+    let mut line = NASTY.to_vec();
+    line.push(b'\n');
+
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--format", "default"]);
+    let peer = send(d.addr, &line);
+    let lines = d.wait_for_lines(1);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(split_record(&lines[0]).1, peer.to_string());
+    assert_eq!(split_record(&lines[0]).2, expected_escaped);
+    let bytes = std::fs::read(&d.out).unwrap();
+    assert!(!bytes[..bytes.len() - 1].iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f));
+
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--format", "raw"]);
+    send(d.addr, &line);
+    d.wait_for_lines(1);
+    assert_eq!(std::fs::read(&d.out).unwrap(), line);
+
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--format", "json"]);
+    let peer = send(d.addr, &line);
+    d.wait_for_lines(1);
+    let text = std::fs::read_to_string(&d.out).expect("json output is UTF-8");
+    let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("valid JSON");
+    assert_eq!(v["peer"], peer.to_string());
+    assert_eq!(v["line"], expected_escaped);
+    assert_eq!(v["time"].as_str().unwrap().len(), 27);
+}
+
+/// A client cannot forge a second record (another peer's line) with an embedded CR or NUL.
+#[test]
+fn client_cannot_forge_records() {
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let forged = b"innocent\r2026-01-01T00:00:00.000000Z 10.0.0.1:1 forged\x00 and \x1b]0;title\x07\n";
+    let peer = send(d.addr, forged);
+    let lines = d.wait_for_lines(1);
+    assert_eq!(lines.len(), 1);
+    let (_, p, line) = split_record(&lines[0]);
+    assert_eq!(p, peer.to_string());
+    assert!(line.starts_with("innocent\\x0d2026"), "{line}");
+    assert!(!lines[0].contains('\r') && !lines[0].contains('\x1b'));
+}
+
+/// util-linux `logger --tcp` as a real client: its message is recorded with its peer.
+#[test]
+fn logger_tcp_client() {
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let status = Command::new("logger")
+        .args(["--tcp", "-n", "127.0.0.1", "-P", &d.addr.port().to_string()])
+        .args(["-t", "mytag", "hello from logger"])
+        .status()
+        .expect("running util-linux logger (apt-get install bsdutils)");
+    assert!(status.success());
+    let lines = d.wait_for_lines(1);
+    let (_, peer, line) = split_record(&lines[0]);
+    assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+    assert!(line.contains("mytag") && line.ends_with("hello from logger"), "{line}");
+}
+
+/// A dual-stack/IPv6 listener writes IPv6 peers as [addr]:port.
+#[test]
+fn ipv6_peer_format() {
+    if TcpStream::connect("[::1]:1").is_err_and(|e| e.raw_os_error() == Some(libc::EADDRNOTAVAIL)) {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--listen", "[::1]:0"]);
+    let peer = send(d.addr, b"v6\n");
+    let lines = d.wait_for_lines(1);
+    assert!(peer.to_string().starts_with("[::1]:"));
+    assert_eq!(split_record(&lines[0]).1, peer.to_string());
+}

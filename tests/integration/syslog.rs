@@ -1,0 +1,147 @@
+//! Syslog output, received by a real rsyslogd that listens only inside the test's temp dir
+//! (its unix socket there, and TCP/UDP on 127.0.0.1).
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::util::*;
+
+/// A private rsyslogd writing every message it receives to `received.log` as
+/// `tag|facility|severity|message`.
+struct Rsyslogd {
+    child: Child,
+    received: PathBuf,
+    socket: PathBuf,
+    tcp_port: u16,
+    udp_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Rsyslogd {
+    fn start(dir: &Path) -> Option<Rsyslogd> {
+        let Ok(bin) = which("rsyslogd") else {
+            eprintln!("skipped: rsyslogd is not installed (apt-get install rsyslog)");
+            return None;
+        };
+        let socket = dir.join("log.sock");
+        let received = dir.join("received.log");
+        let (tcp_port, udp_port) = (free_port(), UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{dir}")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{socket}" RateLimit.Interval="0")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{tcp_port}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{udp_port}")
+template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslogseverity-text%|%msg%\n")
+*.* action(type="omfile" file="{received}" template="t")
+"#,
+                dir = dir.display(),
+                socket = socket.display(),
+                received = received.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Rsyslogd { child, received, socket, tcp_port, udp_port };
+        wait_until("rsyslogd to listen", DEADLINE, || {
+            (r.socket.exists() && TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()).then_some(())
+        });
+        Some(r)
+    }
+
+    /// Waits for `n` received messages, returns them.
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        wait_until(&format!("{n} messages at rsyslogd"), DEADLINE, || {
+            let text = std::fs::read_to_string(&self.received).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            (lines.len() >= n).then_some(lines)
+        })
+    }
+}
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(bin: &str) -> Result<PathBuf, ()> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.exists())
+        .ok_or(())
+}
+
+/// Each line becomes one message, tag logsinkd, the configured facility, severity info, with
+/// the peer first and the line escaped; over the unix socket, UDP and TCP.
+#[test]
+fn rsyslogd_receives_lines() {
+    let dir = temp_dir();
+    let Some(rs) = Rsyslogd::start(dir.path()) else { return };
+    let targets = [
+        format!("syslog:{}", rs.socket.display()),
+        format!("syslog+udp://127.0.0.1:{}", rs.udp_port),
+        format!("syslog+tcp://127.0.0.1:{}", rs.tcp_port),
+    ];
+    let mut expected = 0;
+    for (i, target) in targets.iter().enumerate() {
+        let mut d = DaemonBuilder::new(dir.path())
+            .args(["--output", target, "--syslog-facility", "local3"])
+            .output(target)
+            .start();
+        let peer = send(d.addr, format!("via {i} first\nvia {i} second \x1b[1m\n").as_bytes());
+        expected += 2;
+        let got = rs.wait_for(expected);
+        let pid = d.pid();
+        assert_eq!(d.stop().code(), Some(0));
+        for (line, text) in got[expected - 2..].iter().zip([
+            format!("{peer} via {i} first"),
+            format!("{peer} via {i} second \\x1b[1m"),
+        ]) {
+            let fields: Vec<&str> = line.splitn(4, '|').collect();
+            assert_eq!(fields[0], format!("logsinkd[{pid}]:"), "{target}: {line}");
+            assert_eq!(fields[1], "local3", "{target}: {line}");
+            assert_eq!(fields[2], "info", "{target}: {line}");
+            assert_eq!(fields[3].trim_start(), text, "{target}: {line}");
+        }
+    }
+}
+
+/// A line longer than one syslog message is sent as several messages, nothing cut off.
+#[test]
+fn long_lines_become_several_messages() {
+    let dir = temp_dir();
+    let Some(rs) = Rsyslogd::start(dir.path()) else { return };
+    let target = format!("syslog:{}", rs.socket.display());
+    let d = DaemonBuilder::new(dir.path()).args(["--output", &target]).output(&target).start();
+    let long: String = (0..2000).map(|i| format!("{i:05}")).collect(); // 10,000 bytes
+    let peer = send(d.addr, format!("{long}\n").as_bytes());
+    let got = rs.wait_for(2);
+    let text: String = got
+        .iter()
+        .map(|l| {
+            let msg = l.splitn(4, '|').nth(3).unwrap().trim_start();
+            msg.strip_prefix(&format!("{peer} ")).unwrap_or_else(|| panic!("peer first: {msg}")).to_string()
+        })
+        .collect();
+    assert_eq!(text, long);
+}

@@ -1,0 +1,235 @@
+//! Test harness: a temp dir per test and a `Daemon` that runs the real binary.
+//!
+//! Nothing here sleeps to wait. The daemon is started on `127.0.0.1:0` and says where it
+//! listens on stderr; tests wait for such log lines, or for file contents, with a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_logsinkd");
+
+/// How long any single wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `check` every few milliseconds until it returns `Some`, or panics after `within`.
+pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Lines the daemon printed on stderr, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct LogLines(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl LogLines {
+    fn collect(self, stream: impl std::io::Read + Send + 'static) {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let (lines, cv) = &*self.0;
+                lines.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` lines contain `pattern`; returns the last of them.
+    pub fn wait_for_nth(&self, pattern: &str, count: usize) -> String {
+        let (lines, cv) = &*self.0;
+        let end = Instant::now() + DEADLINE;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            let found: Vec<&String> = guard.iter().filter(|l| l.contains(pattern)).collect();
+            if found.len() >= count {
+                return found[count - 1].clone();
+            }
+            let now = Instant::now();
+            assert!(now < end, "timed out waiting for log line {pattern:?} #{count}; got {:#?}", *guard);
+            guard = cv.wait_timeout(guard, end - now).unwrap().0;
+        }
+    }
+
+    pub fn wait_for(&self, pattern: &str) -> String {
+        self.wait_for_nth(pattern, 1)
+    }
+}
+
+/// A running logsinkd in the foreground.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: LogLines,
+    /// The output file (when the output is a file).
+    pub out: PathBuf,
+}
+
+/// Builds the command line of a foreground daemon writing to `dir/out.log` on a free port.
+pub struct DaemonBuilder {
+    cmd: Command,
+    out: PathBuf,
+}
+
+impl DaemonBuilder {
+    pub fn new(dir: &Path) -> DaemonBuilder {
+        let out = dir.join("out.log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--foreground").current_dir(dir).env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
+        DaemonBuilder { cmd, out }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Output to somewhere other than `dir/out.log` (a path or a syslog target).
+    pub fn output(mut self, target: &str) -> Self {
+        self.out = PathBuf::from(target);
+        self
+    }
+
+    pub fn start(mut self) -> Daemon {
+        let has = |flag: &str| self.cmd.get_args().any(|a| a == flag);
+        let (listen, output) = (!has("--listen"), !has("--output"));
+        if listen {
+            self.cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if output {
+            self.cmd.arg("--output").arg(&self.out);
+        }
+        let mut child = self.cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawning logsinkd");
+        let log = LogLines::default();
+        log.clone().collect(child.stderr.take().unwrap());
+        let line = log.wait_for("listening on ");
+        let addr = line.rsplit(' ').next().unwrap().parse().expect("address in `listening on` line");
+        Daemon { child, addr, log, out: self.out }
+    }
+}
+
+impl Daemon {
+    /// A foreground daemon on a free port writing to `dir/out.log`, with extra arguments.
+    pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
+        DaemonBuilder::new(dir).args(extra).start()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).expect("connecting to logsinkd")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill {signal}");
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `within`.
+    pub fn stop_within(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(within)
+    }
+
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_within(DEADLINE)
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let child = &mut self.child;
+        wait_until("logsinkd to exit", within, || child.try_wait().unwrap())
+    }
+
+    /// The output file's content.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.out).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until the output file holds at least `n` lines; returns them.
+    pub fn wait_for_lines(&self, n: usize) -> Vec<String> {
+        wait_until(&format!("{n} lines in {}", self.out.display()), DEADLINE, || {
+            let text = self.output();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            (lines.len() >= n).then_some(lines)
+        })
+    }
+
+    /// A field of /proc/PID/status, such as `VmHWM` or `Uid`.
+    pub fn proc_status(&self, field: &str) -> String {
+        proc_status(self.pid(), field)
+    }
+}
+
+pub fn proc_status(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// Peak resident memory of a process, in KiB.
+pub fn peak_rss_kib(pid: i32) -> u64 {
+    proc_status(pid, "VmHWM").trim_end_matches(" kB").trim().parse().unwrap()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A record in `default` format, split into (time, peer, line).
+pub fn split_record(record: &str) -> (&str, &str, &str) {
+    let mut parts = record.splitn(3, ' ');
+    let time = parts.next().unwrap();
+    let peer = parts.next().expect("peer field");
+    let line = parts.next().expect("line field");
+    (time, peer, line)
+}
+
+/// Sends `data` on a new connection and closes it.
+pub fn send(addr: SocketAddr, data: &[u8]) -> SocketAddr {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(data).unwrap();
+    s.local_addr().unwrap()
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("logsinkd-test").tempdir().unwrap()
+}
+
+/// True when the tests run as root (CI does): tests needing it say so and return otherwise.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
