@@ -84,6 +84,13 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Parses and validates a config file's text alone (the fuzz target's entry point).
+    pub fn from_toml(text: &str, fd_limit: usize) -> Result<Config> {
+        Raw::parse(text)?.resolve(fd_limit)
+    }
+}
+
 /// Settings as written, before defaults and validation.
 #[derive(Default, Clone)]
 struct Raw {
@@ -288,7 +295,7 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Config> {
-        Raw::parse(text)?.resolve(1024)
+        Config::from_toml(text, 1024)
     }
 
     /// Defaults apply when nothing is set.

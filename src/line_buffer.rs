@@ -111,6 +111,7 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
 
     fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -167,6 +168,50 @@ mod tests {
                     assert_eq!(frame(&parts, max_line), whole, "max_line {max_line} cut {cut}/{cut2}");
                 }
             }
+        }
+    }
+
+    /// What `push` must produce, written the slow obvious way: split at LF, cut each line into
+    /// max_line pieces as the bytes arrive, strip the CR before an LF, no empty rest after pieces.
+    fn model(data: &[u8], max_line: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut parts: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        let last = parts.pop().unwrap();
+        for (raw, terminated) in parts.into_iter().map(|p| (p, true)).chain([(last, false)]) {
+            let full = raw.len().saturating_sub(1) / max_line;
+            out.extend(raw.chunks(max_line).take(full).map(<[u8]>::to_vec));
+            let rest = &raw[full * max_line..];
+            let rest = if terminated { strip_cr(rest) } else { rest };
+            if !rest.is_empty() || (terminated && full == 0) {
+                out.push(rest.to_vec());
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any split of any bytes into reads gives the model's records, none over max_line.
+        #[test]
+        fn any_split_matches_model(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), proptest::num::u8::ANY],
+                0..300,
+            ),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+            max_line in 1usize..20,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort();
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                chunks.push(&data[at..c]);
+                at = c;
+            }
+            chunks.push(&data[at..]);
+            let got = frame(&chunks, max_line);
+            proptest::prop_assert!(got.iter().all(|r| r.len() <= max_line));
+            proptest::prop_assert_eq!(got, model(&data, max_line));
         }
     }
 }

@@ -4,30 +4,17 @@
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error.
 
-mod cli;
-mod config;
-mod connection;
-mod daemon;
-mod diag;
-mod event_loop;
-mod line_buffer;
-mod listen;
-mod notify;
-mod record;
-mod recorder;
-mod sink;
-mod stats;
-
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use crate::config::Config;
-use crate::daemon::Readiness;
-use crate::diag::{error, info, warning};
-use crate::event_loop::{Server, Settings};
-use crate::sink::Sink;
+use logsinkd::config::Config;
+use logsinkd::daemon::{self, Readiness};
+use logsinkd::diag::{self, Level};
+use logsinkd::event_loop::{Server, Settings};
+use logsinkd::sink::Sink;
+use logsinkd::{cli, listen};
 
 /// Exit code for a bad command line or configuration (as clap uses for usage errors).
 const EXIT_USAGE: u8 = 2;
@@ -60,7 +47,7 @@ fn main() -> ExitCode {
     match run(config, identity) {
         Ok(code) => code,
         Err(e) => {
-            error!("{e:#}");
+            diag::log(Level::Error, format_args!("{e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -96,8 +83,10 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
         match &identity {
             Some(id) => daemon::drop_privileges(id)
                 .with_context(|| format!("switching to user {}", id.user))?,
-            None if unsafe { libc::geteuid() } == 0 => warning!(
-                "running as root; set `user` (--user) to drop privileges after start-up"
+            // SAFETY: geteuid cannot fail.
+            None if unsafe { libc::geteuid() } == 0 => diag::log(
+                Level::Warning,
+                format_args!("running as root; set `user` (--user) to drop privileges after start-up"),
             ),
             None => {}
         }
@@ -121,7 +110,7 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
             Ok(addr) => format!("listening on {addr}"),
             Err(name) => format!("listening on {name}"),
         };
-        info!("{line}");
+        diag::log(Level::Info, format_args!("{line}"));
         readiness.say(&line);
     }
     server.notify_ready();
