@@ -88,8 +88,12 @@ pub struct Server {
     next_id: u64,
     /// Accepting is paused after an accept error until then.
     accept_paused_until: Option<Instant>,
+    /// An accept error episode is on: logged once, ends when the backlog is drained.
+    accept_failing: bool,
     /// The connection cap is reached; accepting resumes when a connection closes.
     at_cap: bool,
+    /// A cap episode is on: logged once, ends when the backlog is drained below the cap.
+    cap_logged: bool,
     /// Idle deadlines (deadline, connection id, slab key); one entry per connection.
     idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     output: OutputHealth,
@@ -133,7 +137,9 @@ impl Server {
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             next_id: 0,
             accept_paused_until: None,
+            accept_failing: false,
             at_cap: false,
+            cap_logged: false,
             idle: BinaryHeap::new(),
             output: OutputHealth::default(),
             notifier: Notifier::from_env(),
@@ -228,31 +234,47 @@ impl Server {
             if self.conns.len() >= self.settings.max_connections {
                 // Leave further clients in the kernel's backlog, where TCP makes them wait;
                 // accepting them only to close them would lose what they send.
-                if !self.at_cap {
+                if !self.cap_logged {
                     warning!(
                         "{} connections open, the cap (max_connections); new clients wait \
                          until one closes",
                         self.conns.len()
                     );
-                    self.at_cap = true;
+                    self.cap_logged = true;
                 }
+                self.at_cap = true;
                 return;
             }
             let (listener, name) = &self.listeners[index];
             match listener.accept() {
                 Ok((stream, addr)) => self.add_connection(stream, addr, now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // Every waiting client is accepted: an episode of errors or of the cap ends.
+                    if self.accept_failing {
+                        self.accept_failing = false;
+                        info!("accepting connections again; no client waits");
+                    }
+                    if self.cap_logged {
+                        self.cap_logged = false;
+                        info!("below the connection cap again; no client waits");
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // The client gave up (or its network failed) before we accepted: not ours.
                 Err(e) if is_client_side(&e) => {}
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin. Pause;
-                    // waiting clients stay queued in the kernel meanwhile.
+                    // waiting clients stay queued in the kernel meanwhile. Logged once per
+                    // episode, however long it lasts.
                     self.recorder.stats.errors += 1;
-                    error!(
-                        "accepting on {name}: {e}; pausing accepts for {} ms",
-                        ACCEPT_PAUSE.as_millis()
-                    );
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        error!(
+                            "accepting on {name}: {e}; retrying every {} ms, clients wait in the backlog",
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }
@@ -325,7 +347,6 @@ impl Server {
         self.recorder.stats.open = self.conns.len();
         if self.at_cap {
             self.at_cap = false;
-            info!("below the connection cap again; accepting");
             self.accept_everywhere(now);
         }
     }

@@ -3,6 +3,7 @@
 
 mod config;
 mod daemon_mode;
+mod limits;
 mod records;
 mod signals;
 mod syslog;

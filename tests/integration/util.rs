@@ -108,6 +108,12 @@ impl DaemonBuilder {
         self
     }
 
+    /// Changes the command in ways the builder has no method for.
+    pub fn with_command(mut self, f: impl FnOnce(&mut Command)) -> Self {
+        f(&mut self.cmd);
+        self
+    }
+
     /// Output to somewhere other than `dir/out.log` (a path or a syslog target).
     pub fn output(mut self, target: &str) -> Self {
         self.out = PathBuf::from(target);
@@ -177,6 +183,15 @@ impl Daemon {
             let text = self.output();
             let lines: Vec<String> = text.lines().map(str::to_string).collect();
             (lines.len() >= n).then_some(lines)
+        })
+    }
+
+    /// Waits until the output file holds at least `n` LF bytes, without decoding it (for
+    /// large outputs).
+    pub fn wait_for_line_count(&self, n: usize) {
+        wait_until(&format!("{n} lines in {}", self.out.display()), DEADLINE * 3, || {
+            let bytes = std::fs::read(&self.out).unwrap_or_default();
+            (bytes.iter().filter(|&&b| b == b'\n').count() >= n).then_some(())
         })
     }
 

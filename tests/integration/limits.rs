@@ -1,0 +1,208 @@
+//! Limits and overload: the connection cap, accept errors (EMFILE), the idle timeout and
+//! bounded memory. What a client managed to send is recorded or the client waits; nothing is
+//! dropped quietly.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// At the cap, new clients wait in the kernel's backlog (not accepted then dropped) and are
+/// served, data intact, as soon as a slot frees.
+#[test]
+fn connection_cap_makes_clients_wait() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--max-connections", "2", "--format", "raw"]);
+    let mut c1 = d.connect();
+    let mut c2 = d.connect();
+    c1.write_all(b"c1 line\n").unwrap();
+    c2.write_all(b"c2 line\n").unwrap();
+    d.wait_for_lines(2);
+    let mut c3 = d.connect();
+    c3.write_all(b"c3 waited\n").unwrap();
+    d.log.wait_for("the cap (max_connections)");
+    // Not accepted, so not read: only the first two lines are in the file.
+    assert_eq!(d.output().lines().count(), 2);
+    drop(c1);
+    let lines = d.wait_for_lines(3);
+    assert_eq!(lines[2], "c3 waited");
+    // c3 is a normal connection now.
+    c3.write_all(b"c3 more\n").unwrap();
+    assert_eq!(d.wait_for_lines(4)[3], "c3 more");
+    drop(c2);
+    d.log.wait_for("below the connection cap again; no client waits");
+    drop(c3);
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(d.log.all().iter().filter(|l| l.contains("the cap")).count(), 1);
+}
+
+/// EMFILE from accept: logged once per episode, no busy loop, no exit; the waiting clients
+/// are served once descriptors free up.
+#[test]
+fn emfile_pauses_accepting() {
+    let dir = temp_dir();
+    let mut cmd_limit = DaemonBuilder::new(dir.path()).args(["--max-connections", "100", "--format", "raw"]);
+    cmd_limit = cmd_limit.pre_exec_limit_nofile(16);
+    let mut d = cmd_limit.start();
+    let clients: Vec<TcpStream> = (0..14)
+        .map(|i| {
+            let mut s = d.connect();
+            s.write_all(format!("client {i}\n").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    d.log.wait_for("Too many open files");
+    // The daemon keeps running and keeps what it accepted.
+    let accepted = d.wait_for_lines(1).len();
+    let cpu_before = cpu_ticks(d.pid());
+    drop(clients);
+    let lines = d.wait_for_lines(14);
+    assert!(accepted < 14);
+    let mut got: Vec<usize> = lines.iter().map(|l| l["client ".len()..].parse().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, (0..14).collect::<Vec<_>>());
+    d.log.wait_for("accepting connections again; no client waits");
+    assert_eq!(d.log.all().iter().filter(|l| l.contains("Too many open files")).count(), 1);
+    // Waiting at 100 ms intervals, not spinning: well under a CPU-second spent meanwhile.
+    assert!(cpu_ticks(d.pid()) - cpu_before < 100, "busy loop while accept failed");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// CPU time (utime + stime, in clock ticks) of a process.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A connection silent for idle_timeout is closed and its partial line recorded; an active
+/// one stays open.
+#[test]
+fn idle_timeout_closes_silent_connections() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--idle-timeout", "1", "--format", "raw"]);
+    let mut idle = d.connect();
+    idle.write_all(b"unfinished").unwrap();
+    let mut active = d.connect();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Keep `active` busy while `idle` times out: the read below returns when the daemon
+    // closes `idle`.
+    let keeper = std::thread::spawn(move || {
+        for i in 0..8 {
+            active.write_all(format!("tick {i}\n").as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        active
+    });
+    let mut buf = [0u8; 16];
+    assert_eq!(idle.read(&mut buf).unwrap(), 0, "the daemon closed the idle connection");
+    let mut active = keeper.join().unwrap();
+    active.set_nonblocking(true).unwrap();
+    assert_eq!(active.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock, "still open");
+    let text = d.output();
+    assert!(text.lines().any(|l| l == "unfinished"), "{text}");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// 10,000 clients each holding a partial line: memory stays within the documented bound
+/// (about 1 KiB per connection on top of the base), and every partial line is recorded.
+#[test]
+fn many_partial_lines_bounded_memory() {
+    raise_own_fd_limit();
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--format", "raw", "--backlog", "4096"]);
+    let base = peak_rss_kib(d.pid());
+    let n = 10_000;
+    let clients: Vec<TcpStream> = (0..n)
+        .map(|i| {
+            let mut s = d.connect();
+            s.write_all(format!("{i:05} {}", "p".repeat(94)).as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let stats = wait_until("all partial lines read", DEADLINE * 3, || {
+        d.signal(libc::SIGUSR1);
+        let last = d.log.all().into_iter().rev().find(|l| l.contains("stats:"))?;
+        last.contains(&format!("bytes={}", n * 100)).then_some(last)
+    });
+    assert!(stats.contains(&format!("open={n}")), "{stats}");
+    let peak = peak_rss_kib(d.pid());
+    drop(clients);
+    let lines = d.wait_for_lines(n);
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(lines.len(), n);
+    assert!(lines.iter().all(|l| l.len() == 100));
+    eprintln!("10,000 partial lines: peak RSS {peak} KiB (base {base} KiB)");
+    assert!(peak - base < n as u64, "peak {peak} KiB, base {base} KiB: over 1 KiB per connection");
+}
+
+/// A flood of binary (worst case for escaping: 4 bytes out per byte in) keeps memory within
+/// the output's high-water mark plus buffers.
+#[test]
+fn binary_flood_bounded_memory() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &[]);
+    let base = peak_rss_kib(d.pid());
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for b in chunk.iter_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *b = (seed >> 24) as u8;
+    }
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = d.connect();
+            let chunk = chunk.clone();
+            std::thread::spawn(move || {
+                for _ in 0..4 {
+                    s.write_all(&chunk).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    // The final partial line of each connection is a record too, unless the data ends in LF.
+    let lines_per_conn = 4 * chunk.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(chunk.last() != Some(&b'\n'));
+    d.wait_for_line_count(4 * lines_per_conn);
+    let peak = peak_rss_kib(d.pid());
+    assert_eq!(d.stop().code(), Some(0));
+    let bytes = std::fs::read(&d.out).unwrap();
+    assert!(!bytes.iter().any(|&b| b < 0x20 && b != b'\n' && b != b'\t' || b == 0x7f));
+    eprintln!("16 MiB binary flood: peak RSS {peak} KiB (base {base} KiB)");
+    assert!(peak - base < 32 * 1024, "peak {peak} KiB, base {base} KiB");
+}
+
+fn raise_own_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with valid pointers.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+impl DaemonBuilder {
+    /// Starts the daemon with both open-file limits set to `n`.
+    pub fn pre_exec_limit_nofile(self, n: u64) -> Self {
+        self.with_command(|cmd| {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+}

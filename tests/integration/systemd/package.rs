@@ -1,0 +1,102 @@
+//! The Debian package: `cargo deb` builds it, `dpkg -c` lists what it should, and `dpkg -i` on
+//! a booted machine runs its maintainer scripts for real: logsinkd.service enabled and started,
+//! logsinkd.socket shipped but left alone; `dpkg --purge` stops the service and removes it all.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::machine::{self, Machine, describe};
+use super::{ADDR, LOG, MANIFEST_DIR};
+use crate::util::split_record;
+
+/// What `dpkg -c` must list (besides directories and the README).
+const PACKAGED: &[&str] = &[
+    "./usr/bin/logsinkd",
+    "./usr/share/man/man8/logsinkd.8.gz",
+    "./usr/lib/systemd/system/logsinkd.service",
+    "./usr/lib/systemd/system/logsinkd.socket",
+    "./usr/share/logsinkd/socket-activation.conf",
+    "./etc/logsinkd/logsinkd.toml",
+    "./etc/logrotate.d/logsinkd",
+];
+
+/// The files dpkg keeps an administrator's changes of.
+const CONFFILES: &[&str] = &["/etc/logrotate.d/logsinkd", "/etc/logsinkd/logsinkd.toml"];
+
+/// Builds the .deb into `dir` with `cargo deb`, in a target directory of its own so that the
+/// release build never waits for the lock of the build running these tests.
+fn build_deb(dir: &Path) -> PathBuf {
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_logsinkd")).ancestors().nth(2).unwrap().join("deb-test");
+    let deb = dir.join("logsinkd.deb");
+    let out = Command::new(env!("CARGO"))
+        .args(["deb", "--fast", "--output"])
+        .arg(&deb)
+        .current_dir(MANIFEST_DIR)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .output()
+        .expect("running cargo deb");
+    assert!(out.status.success(), "cargo deb failed:\n{}", describe(&out));
+    deb
+}
+
+fn cargo_deb_missing() -> bool {
+    let out = Command::new(env!("CARGO")).args(["deb", "--version"]).output();
+    !out.is_ok_and(|o| o.status.success())
+}
+
+/// `cargo deb` builds a package whose `dpkg -c` lists the binary, man page, units, drop-in,
+/// config and logrotate file, the /etc files as conffiles; installed with dpkg under a real
+/// systemd it enables and starts logsinkd.service (and not the socket), and purging it stops
+/// the service and removes its files and logs.
+#[test]
+fn deb_lists_its_files_and_installs_as_a_running_service() {
+    if cargo_deb_missing() {
+        eprintln!("skipping deb_lists_its_files_and_installs_as_a_running_service: cargo-deb is not installed (cargo install cargo-deb --locked)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let deb = build_deb(dir.path());
+
+    let listing = Command::new("dpkg").arg("-c").arg(&deb).output().unwrap();
+    assert!(listing.status.success(), "{}", describe(&listing));
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let paths: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().nth(5)).collect();
+    for expected in PACKAGED {
+        assert!(paths.contains(expected), "dpkg -c lacks {expected}:\n{listing}");
+    }
+    let binary = listing.lines().find(|l| l.ends_with(" ./usr/bin/logsinkd")).unwrap();
+    assert!(binary.starts_with("-rwxr-xr-x root/root") || binary.starts_with("-rwxr-xr-x 0/0"), "{binary}");
+    let conffiles = Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles").output().unwrap();
+    let conffiles = String::from_utf8_lossy(&conffiles.stdout).into_owned();
+    let mut listed: Vec<&str> = conffiles.lines().map(str::trim).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, CONFFILES);
+
+    if let Some(why) = machine::unavailable() {
+        eprintln!("skipping the installation part: {why}");
+        return;
+    }
+    let machine = Machine::boot(&[]);
+    // Debian's container images forbid starting services from maintainer scripts with a
+    // policy-rc.d; a real host has none. Removing it in the machine's /usr overlay leaves the
+    // host's in place.
+    machine.ok("rm", &["-f", "/usr/sbin/policy-rc.d"]);
+    std::fs::copy(&deb, machine.path("/var/tmp/logsinkd.deb")).unwrap();
+    machine.ok("dpkg", &["-i", "/var/tmp/logsinkd.deb"]);
+
+    assert_eq!(machine.show("logsinkd.service", "UnitFileState"), "enabled");
+    assert_eq!(machine.show("logsinkd.service", "ActiveState"), "active");
+    assert_eq!(machine.show("logsinkd.socket", "UnitFileState"), "disabled");
+    assert_eq!(machine.show("logsinkd.socket", "ActiveState"), "inactive");
+    machine.connect(ADDR).write_all(b"from the installed package\n").unwrap();
+    let records = super::wait_for_records(&machine, LOG, 1);
+    assert_eq!(split_record(&records[0]).2, "from the installed package");
+    assert!(machine.ok("man", &["-w", "logsinkd"]).trim().ends_with("/man8/logsinkd.8.gz"));
+
+    machine.ok("dpkg", &["--purge", "logsinkd"]);
+    assert_eq!(machine.show("logsinkd.service", "ActiveState"), "inactive");
+    for gone in ["/usr/bin/logsinkd", "/usr/lib/systemd/system/logsinkd.service", "/etc/logsinkd", "/var/log/logsinkd", "/var/log/private/logsinkd"] {
+        assert!(!machine.path(gone).exists(), "{gone} is still there after purge");
+    }
+}
