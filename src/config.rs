@@ -116,9 +116,9 @@ impl Raw {
     }
 
     fn parse(text: &str) -> Result<Raw> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            anyhow!("{}", e.to_string().trim_end())
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| anyhow!("{}", e.to_string().trim_end()))?;
         let mut raw = Raw::default();
         for (key, value) in table {
             let value = value.clone();
@@ -179,19 +179,27 @@ impl Raw {
             .iter()
             .map(|a| {
                 a.parse::<SocketAddr>().map_err(|_| {
-                    anyhow!("key `listen`: `{a}` is not an address of the form IP:PORT or [IPv6]:PORT")
+                    anyhow!(
+                        "key `listen`: `{a}` is not an address of the form IP:PORT or [IPv6]:PORT"
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         if listen.len() > crate::event_loop::MAX_LISTENERS {
-            bail!("key `listen`: at most {} addresses", crate::event_loop::MAX_LISTENERS);
+            bail!(
+                "key `listen`: at most {} addresses",
+                crate::event_loop::MAX_LISTENERS
+            );
         }
         let output = self.output.as_deref().unwrap_or(DEFAULT_OUTPUT);
         let output = Target::parse(output).with_context(|| format!("key `output`: `{output}`"))?;
         let format = match self.format.as_deref() {
             None => Format::Default,
             Some(name) => Format::parse(name).ok_or_else(|| {
-                anyhow!("key `format`: unknown format `{name}`, expected {}", Format::NAMES)
+                anyhow!(
+                    "key `format`: unknown format `{name}`, expected {}",
+                    Format::NAMES
+                )
             })?,
         };
         let max_line = match self.max_line.as_deref() {
@@ -222,7 +230,10 @@ impl Raw {
             Some(n) => n,
             None => DEFAULT_BACKLOG,
         };
-        let idle_timeout = self.idle_timeout.filter(|&s| s > 0).map(Duration::from_secs);
+        let idle_timeout = self
+            .idle_timeout
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs);
         if self.group.is_some() && self.user.is_none() {
             bail!("key `group`: needs `user` as well (logsinkd drops both or neither)");
         }
@@ -253,7 +264,9 @@ fn value_as<T: DeserializeOwned>(key: &str, value: toml::Value) -> Result<T> {
 /// `65536`, `64K`, `64k`, `1M`, `64KiB`.
 fn parse_size(text: &str) -> Option<usize> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(digits);
     let unit = match suffix.trim() {
         "" => 1,
@@ -286,7 +299,11 @@ impl fmt::Display for Config {
         writeln!(f, "syslog_facility = {}", q(&self.syslog_facility))?;
         writeln!(f, "max_connections = {}", self.max_connections)?;
         writeln!(f, "backlog = {}", self.backlog)?;
-        writeln!(f, "idle_timeout = {}", self.idle_timeout.map_or(0, |d| d.as_secs()))
+        writeln!(
+            f,
+            "idle_timeout = {}",
+            self.idle_timeout.map_or(0, |d| d.as_secs())
+        )
     }
 }
 

@@ -130,7 +130,8 @@ pub fn resolve_identity(user: &str, group: Option<&str>) -> Result<Identity> {
     let gid = match group {
         None => primary_gid,
         Some(group) => {
-            let c_group = CString::new(group).map_err(|_| anyhow!("group `{group}`: invalid name"))?;
+            let c_group =
+                CString::new(group).map_err(|_| anyhow!("group `{group}`: invalid name"))?;
             // SAFETY: as for getpwnam.
             let gr = unsafe { libc::getgrnam(c_group.as_ptr()) };
             if gr.is_null() {
@@ -140,7 +141,11 @@ pub fn resolve_identity(user: &str, group: Option<&str>) -> Result<Identity> {
             unsafe { (*gr).gr_gid }
         }
     };
-    Ok(Identity { user: user.to_string(), uid, gid })
+    Ok(Identity {
+        user: user.to_string(),
+        uid,
+        gid,
+    })
 }
 
 /// Switches to the identity for good: supplementary groups, then gid, then uid.
@@ -151,10 +156,12 @@ pub fn drop_privileges(id: &Identity) -> Result<()> {
             return Err(std::io::Error::last_os_error()).context("setgroups");
         }
         if libc::setgid(id.gid) != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("setgid {}", id.gid));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setgid {}", id.gid));
         }
         if libc::setuid(id.uid) != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("setuid {}", id.uid));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setuid {}", id.uid));
         }
         // Regaining root must be impossible now.
         if id.uid != 0 && libc::setuid(0) == 0 {

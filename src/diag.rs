@@ -29,8 +29,9 @@ static TARGET: Mutex<Target> = Mutex::new(Target::Stderr { journal: false });
 
 /// Sends diagnostics to stderr, with priority prefixes if stderr is connected to the journal.
 pub fn to_stderr() {
-    *TARGET.lock().unwrap_or_else(|e| e.into_inner()) =
-        Target::Stderr { journal: stderr_is_journal() };
+    *TARGET.lock().unwrap_or_else(|e| e.into_inner()) = Target::Stderr {
+        journal: stderr_is_journal(),
+    };
 }
 
 /// Sends diagnostics to the local syslog (after daemonizing, when stderr is /dev/null).
@@ -49,9 +50,15 @@ pub fn to_syslog() {
 /// `JOURNAL_STREAM` is `device:inode` of the journal stream; it only counts if stderr is still
 /// that stream (a child with redirected stderr inherits the variable).
 fn stderr_is_journal() -> bool {
-    let Ok(value) = std::env::var("JOURNAL_STREAM") else { return false };
-    let Some((dev, ino)) = value.split_once(':') else { return false };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 

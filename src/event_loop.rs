@@ -26,7 +26,7 @@ use crate::connection::{Connection, Status};
 use crate::diag::{error, info, warning};
 use crate::notify::Notifier;
 use crate::recorder::Recorder;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 
 /// Most listening sockets (each needs its own token below the clients').
 pub const MAX_LISTENERS: usize = 64;
@@ -56,6 +56,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Back-off between attempts to write to a failing output.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Retry interval while a receiver is there but briefly takes no more (EAGAIN).
+const BUSY_RETRY: Duration = Duration::from_millis(2);
+/// How long a receiver may stay busy before that is logged.
+const BUSY_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown keeps trying to write out what it holds if the output fails.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
@@ -67,12 +71,17 @@ pub struct Settings {
     pub target: String,
 }
 
-/// State of the output while writes fail.
+/// State of the output while writes fail: one episode lasts until a flush succeeds.
 #[derive(Default)]
 struct OutputHealth {
-    /// Set during a failure episode: when to try again.
+    /// When to try again.
     retry_at: Option<Instant>,
+    /// The current back-off after failures (doubling from RETRY_MIN to RETRY_MAX).
     backoff: Duration,
+    /// When the episode began.
+    since: Option<Instant>,
+    /// The episode was logged.
+    logged: bool,
 }
 
 pub struct Server {
@@ -117,7 +126,8 @@ impl Server {
         let poll = Poll::new().context("creating the poll instance")?;
         let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
             .context("installing signal handlers")?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut mio_listeners = Vec::new();
         for (i, (listener, name)) in listeners.into_iter().enumerate() {
             let mut listener = TcpListener::from_std(listener);
@@ -201,11 +211,16 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
-        [self.accept_paused_until, self.output.retry_at, idle, notify_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(now))
+        [
+            self.accept_paused_until,
+            self.output.retry_at,
+            idle,
+            notify_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
     }
 
     fn output_full(&self) -> bool {
@@ -286,7 +301,9 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) =
-            self.poll.registry().register(&mut stream, client_token(key), Interest::READABLE)
+            self.poll
+                .registry()
+                .register(&mut stream, client_token(key), Interest::READABLE)
         {
             self.recorder.stats.errors += 1;
             error!("registering connection from {addr}: {e}");
@@ -322,12 +339,20 @@ impl Server {
             if self.output_full() {
                 return;
             }
-            let Some((key, id)) = self.ready.pop_front() else { return };
+            let Some((key, id)) = self.ready.pop_front() else {
+                return;
+            };
             let conn = match self.conns.get_mut(key) {
                 Some(conn) if conn.id == id && conn.readable => conn,
                 _ => continue,
             };
-            match conn.read_available(&mut self.read_buf, READ_BUDGET, HIGH_WATER, &mut self.recorder, now) {
+            match conn.read_available(
+                &mut self.read_buf,
+                READ_BUDGET,
+                HIGH_WATER,
+                &mut self.recorder,
+                now,
+            ) {
                 Status::Drained => {}
                 Status::More => self.ready.push_back((key, id)),
                 Status::Closed(err) => {
@@ -368,7 +393,9 @@ impl Server {
                     break;
                 }
                 self.idle.pop();
-                let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else { continue };
+                let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+                    continue;
+                };
                 let due = conn.last_active + timeout;
                 if due > now {
                     self.idle.push(Reverse((due, id, key)));
@@ -386,26 +413,43 @@ impl Server {
         if self.recorder.sink.backlog() == 0 || self.output.retry_at.is_some_and(|at| at > now) {
             return;
         }
-        let failing = self.output.retry_at.is_some();
+        let health = &mut self.output;
         match self.recorder.sink.flush() {
             Ok(()) => {
-                if failing {
-                    info!("output {} takes data again; everything held was written", self.settings.target);
-                    self.output = OutputHealth::default();
+                if health.logged {
+                    info!(
+                        "output {} takes data again; everything held was written",
+                        self.settings.target
+                    );
+                }
+                *health = OutputHealth::default();
+            }
+            Err(SinkError::Busy(e)) => {
+                // Not an error yet: a receiver may be briefly behind. Said once it lasts.
+                let since = *health.since.get_or_insert(now);
+                health.retry_at = Some(now + BUSY_RETRY);
+                if !health.logged && now - since >= BUSY_GRACE {
+                    health.logged = true;
+                    warning!(
+                        "{e:#}; holding {} bytes (reading from clients pauses at {} MiB held)",
+                        self.recorder.sink.backlog(),
+                        HIGH_WATER >> 20
+                    );
                 }
             }
-            Err(e) => {
+            Err(SinkError::Failed(e)) => {
                 self.recorder.stats.errors += 1;
-                if !failing {
+                health.since.get_or_insert(now);
+                if !health.logged {
+                    health.logged = true;
                     error!(
                         "{e:#}; holding {} bytes and retrying (reading from clients pauses at {} MiB held)",
                         self.recorder.sink.backlog(),
                         HIGH_WATER >> 20
                     );
-                    self.output.backoff = RETRY_MIN;
                 }
-                self.output.retry_at = Some(now + self.output.backoff);
-                self.output.backoff = (self.output.backoff * 2).min(RETRY_MAX);
+                health.backoff = (health.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
+                health.retry_at = Some(now + health.backoff);
             }
         }
     }
@@ -432,29 +476,40 @@ impl Server {
         for key in keys {
             let conn = &mut self.conns[key];
             // Unbounded here: the kernel's receive buffer bounds what is left to read.
-            if let Status::Drained =
-                conn.read_available(&mut self.read_buf, usize::MAX, usize::MAX, &mut self.recorder, now)
-            {
+            if let Status::Drained = conn.read_available(
+                &mut self.read_buf,
+                usize::MAX,
+                usize::MAX,
+                &mut self.recorder,
+                now,
+            ) {
                 self.recorder.finish(&conn.peer, &mut conn.lines);
             }
         }
         self.conns.clear();
         self.recorder.stats.open = 0;
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
-        let mut backoff = RETRY_MIN;
+        let mut backoff = BUSY_RETRY;
         while let Err(e) = self.recorder.sink.flush() {
             if Instant::now() + backoff > deadline {
-                error!("{e:#}; giving up with {} bytes unwritten", self.recorder.sink.backlog());
+                error!(
+                    "{:#}; giving up with {} bytes unwritten",
+                    e.error(),
+                    self.recorder.sink.backlog()
+                );
                 break;
             }
+            // Nothing else is left to do but wait for the output.
             std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(RETRY_MAX);
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
         if let Err(e) = self.recorder.sink.sync() {
             error!("{e:#}");
         }
         info!("stopped: {}", self.recorder.stats);
-        Summary { unwritten: self.recorder.sink.backlog() }
+        Summary {
+            unwritten: self.recorder.sink.backlog(),
+        }
     }
 }
 

@@ -63,8 +63,7 @@ impl LineBuffer {
         self.continued = false;
     }
 
-    /// Bytes held for the unfinished line.
-    #[cfg(test)]
+    /// Bytes held for the unfinished line (never more than `max_line`).
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
@@ -137,7 +136,10 @@ mod tests {
     /// A line split across reads comes out whole.
     #[test]
     fn joins_partial_reads() {
-        assert_eq!(frame(&[b"he", b"llo\r", b"\nwor", b"ld\n"], 100), lines(&["hello", "world"]));
+        assert_eq!(
+            frame(&[b"he", b"llo\r", b"\nwor", b"ld\n"], 100),
+            lines(&["hello", "world"])
+        );
     }
 
     /// Over-long lines are cut into max_line pieces; an exact multiple leaves no empty record.
@@ -147,7 +149,10 @@ mod tests {
         assert_eq!(frame(&[b"abcdef\n"], 3), lines(&["abc", "def"]));
         assert_eq!(frame(&[b"abc\r\n"], 3), lines(&["abc"]));
         assert_eq!(frame(&[b"abcdef\r\nx\n"], 3), lines(&["abc", "def", "x"]));
-        assert_eq!(frame(&[b"ab", b"cdefgh", b"i"], 3), lines(&["abc", "def", "ghi"]));
+        assert_eq!(
+            frame(&[b"ab", b"cdefgh", b"i"], 3),
+            lines(&["abc", "def", "ghi"])
+        );
     }
 
     /// A CR that is not right before the LF is kept.
@@ -165,7 +170,11 @@ mod tests {
             for cut in 0..=data.len() {
                 for cut2 in cut..=data.len() {
                     let parts = [&data[..cut], &data[cut..cut2], &data[cut2..]];
-                    assert_eq!(frame(&parts, max_line), whole, "max_line {max_line} cut {cut}/{cut2}");
+                    assert_eq!(
+                        frame(&parts, max_line),
+                        whole,
+                        "max_line {max_line} cut {cut}/{cut2}"
+                    );
                 }
             }
         }

@@ -58,7 +58,11 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     // the command sees the error. Relative paths are resolved first: the daemon moves to `/`.
     let cwd = std::env::current_dir().context("reading the current directory")?;
     config.output.absolutize(&cwd);
-    let pid_file = config.pid_file.as_deref().map(daemon::absolute).transpose()?;
+    let pid_file = config
+        .pid_file
+        .as_deref()
+        .map(daemon::absolute)
+        .transpose()?;
     let listeners = match listen::from_systemd()? {
         Some(adopted) => adopted,
         None => config
@@ -86,7 +90,9 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
             // SAFETY: geteuid cannot fail.
             None if unsafe { libc::geteuid() } == 0 => diag::log(
                 Level::Warning,
-                format_args!("running as root; set `user` (--user) to drop privileges after start-up"),
+                format_args!(
+                    "running as root; set `user` (--user) to drop privileges after start-up"
+                ),
             ),
             None => {}
         }
@@ -134,18 +140,26 @@ fn remove_pid(pid_file: &Option<std::path::PathBuf>) {
 /// Raises the soft open-file limit to the hard one (as systemd advises daemons that do not
 /// use select(2)) and returns it; it sizes the default connection cap.
 fn raise_fd_limit() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 1024;
         }
         if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 lim.rlim_cur = lim.rlim_max;
             }
         }
     }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(1 << 20)
+    usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .min(1 << 20)
 }

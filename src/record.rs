@@ -86,7 +86,10 @@ pub fn escape_into(out: &mut Vec<u8>, line: &[u8]) {
     }
     let mut rest = line;
     while !rest.is_empty() {
-        let plain = rest.iter().position(|&b| !is_plain(b)).unwrap_or(rest.len());
+        let plain = rest
+            .iter()
+            .position(|&b| !is_plain(b))
+            .unwrap_or(rest.len());
         out.extend_from_slice(&rest[..plain]);
         rest = &rest[plain..];
         let Some(&b) = rest.first() else { break };
@@ -136,7 +139,10 @@ fn is_c1_control(ch: &[u8]) -> bool {
 /// JSON-quotes the escaped text `out[start..]`: it holds only tab, printable ASCII and valid
 /// UTF-8, so only `"`, `\` and tab need escaping.
 fn json_quote_in_place(out: &mut Vec<u8>, start: usize) {
-    let extra = out[start..].iter().filter(|&&b| matches!(b, b'"' | b'\\' | b'\t')).count();
+    let extra = out[start..]
+        .iter()
+        .filter(|&&b| matches!(b, b'"' | b'\\' | b'\t'))
+        .count();
     if extra == 0 {
         return;
     }
@@ -161,14 +167,19 @@ pub struct Clock {
 
 impl Default for Clock {
     fn default() -> Self {
-        Clock { second: i64::MIN, text: [b'0'; 27] }
+        Clock {
+            second: i64::MIN,
+            text: [b'0'; 27],
+        }
     }
 }
 
 impl Clock {
     /// The current time, as `2026-11-23T21:05:01.123456Z`.
     pub fn now(&mut self) -> &[u8] {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         self.at(since.as_secs() as i64, since.subsec_micros())
     }
 
@@ -176,9 +187,8 @@ impl Clock {
         if second != self.second {
             let t = time::OffsetDateTime::from_unix_timestamp(second)
                 .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let fmt = time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second]"
-            );
+            let fmt =
+                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
             let date = t.format(&fmt).unwrap_or_default();
             self.text[..19].copy_from_slice(&date.as_bytes()[..19]);
             self.text[19] = b'.';
@@ -219,7 +229,10 @@ mod tests {
     /// Each format's exact shape.
     #[test]
     fn formats() {
-        let (t, p) = (b"2026-11-23T21:05:01.123456Z".as_slice(), b"192.0.2.7:51234".as_slice());
+        let (t, p) = (
+            b"2026-11-23T21:05:01.123456Z".as_slice(),
+            b"192.0.2.7:51234".as_slice(),
+        );
         let mut out = Vec::new();
         write_record(Format::Default, &mut out, t, p, b"hi\x01");
         write_record(Format::Raw, &mut out, t, p, b"hi\x01");

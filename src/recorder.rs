@@ -15,7 +15,12 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(sink: Sink, max_line: usize) -> Recorder {
-        Recorder { sink, stats: Stats::default(), max_line, clock: Clock::default() }
+        Recorder {
+            sink,
+            stats: Stats::default(),
+            max_line,
+            clock: Clock::default(),
+        }
     }
 
     /// Records the lines `data` completes; all get the same receipt time (one clock read per

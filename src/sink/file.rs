@@ -85,6 +85,8 @@ impl FileSink {
     }
 
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_all().with_context(|| format!("syncing {}", self.path.display()))
+        self.file
+            .sync_all()
+            .with_context(|| format!("syncing {}", self.path.display()))
     }
 }

@@ -54,6 +54,23 @@ impl fmt::Display for Target {
     }
 }
 
+/// Why a flush left data queued; the event loop retries sooner after `Busy`.
+#[derive(Debug)]
+pub enum SinkError {
+    /// The receiver is there but takes no more for now (`EAGAIN`).
+    Busy(anyhow::Error),
+    /// The write failed (disk full, receiver gone).
+    Failed(anyhow::Error),
+}
+
+impl SinkError {
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            SinkError::Busy(e) | SinkError::Failed(e) => e,
+        }
+    }
+}
+
 /// An open output.
 pub enum Sink {
     File(FileSink),
@@ -79,9 +96,9 @@ impl Sink {
     }
 
     /// Writes out what is queued. On error the unwritten part stays queued for the next try.
-    pub fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<(), SinkError> {
         match self {
-            Sink::File(s) => s.flush(),
+            Sink::File(s) => s.flush().map_err(SinkError::Failed),
             Sink::Syslog(s) => s.flush(),
         }
     }

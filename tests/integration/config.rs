@@ -9,14 +9,31 @@ use crate::util::*;
 fn check_config_names_the_key() {
     let dir = temp_dir();
     let conf = dir.path().join("bad.toml");
-    std::fs::write(&conf, "listen = [\"127.0.0.1:5140\"]\nmax_line = \"huge\"\n").unwrap();
-    let out = Command::new(BIN).arg("--config").arg(&conf).arg("--check-config").output().unwrap();
+    std::fs::write(
+        &conf,
+        "listen = [\"127.0.0.1:5140\"]\nmax_line = \"huge\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&conf)
+        .arg("--check-config")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("bad.toml") && stderr.contains("key `max_line`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("key `max_line`"),
+        "{stderr}"
+    );
 
     std::fs::write(&conf, "lisen = [\"127.0.0.1:5140\"]\n").unwrap();
-    let out = Command::new(BIN).arg("-c").arg(&conf).arg("--check-config").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&conf)
+        .arg("--check-config")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("unknown key `lisen`"), "{stderr}");
@@ -24,7 +41,11 @@ fn check_config_names_the_key() {
     std::fs::write(&conf, "format = \"json\"\noutput = [1]\n").unwrap();
     let out = Command::new(BIN).arg("-c").arg(&conf).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "a bad config at start is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad config at start is a usage error"
+    );
     assert!(stderr.contains("key `output`"), "{stderr}");
 }
 
@@ -33,7 +54,11 @@ fn check_config_names_the_key() {
 fn check_config_prints_effective_settings() {
     let dir = temp_dir();
     let conf = dir.path().join("good.toml");
-    std::fs::write(&conf, "format = \"json\"\nmax_line = \"8K\"\nidle_timeout = 30\n").unwrap();
+    std::fs::write(
+        &conf,
+        "format = \"json\"\nmax_line = \"8K\"\nidle_timeout = 30\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .arg("-c")
         .arg(&conf)
@@ -41,7 +66,12 @@ fn check_config_prints_effective_settings() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("format = \"raw\""), "{stdout}");
     assert!(stdout.contains("max_line = 8192"), "{stdout}");
     assert!(stdout.contains("listen = [\"[::1]:9\"]"), "{stdout}");
@@ -54,7 +84,12 @@ fn config_file_drives_the_daemon() {
     let dir = temp_dir();
     let conf = dir.path().join("d.toml");
     std::fs::write(&conf, "format = \"raw\"\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
-    let d = DaemonBuilder::new(dir.path()).arg("-c").arg(&conf).arg("--listen").arg("127.0.0.1:0").start();
+    let d = DaemonBuilder::new(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .start();
     send(d.addr, b"raw line\n");
     assert_eq!(d.wait_for_lines(1), ["raw line"]);
 }
@@ -63,12 +98,21 @@ fn config_file_drives_the_daemon() {
 #[test]
 fn usage_errors() {
     for (args, needle) in [
-        (&["--format", "xml"][..], "key `format`: unknown format `xml`"),
-        (&["--listen", "localhost"][..], "`localhost` is not an address"),
+        (
+            &["--format", "xml"][..],
+            "key `format`: unknown format `xml`",
+        ),
+        (
+            &["--listen", "localhost"][..],
+            "`localhost` is not an address",
+        ),
         (&["--max-line", "0"][..], "key `max_line`"),
         (&["--output", "syslog+udp://nohost"][..], "key `output`"),
         (&["--bogus"][..], "--bogus"),
-        (&["--user", "no-such-user-here"][..], "no such user `no-such-user-here`"),
+        (
+            &["--user", "no-such-user-here"][..],
+            "no such user `no-such-user-here`",
+        ),
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

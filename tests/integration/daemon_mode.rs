@@ -20,7 +20,14 @@ fn daemon_start_ready_and_pid_file() {
     let dir = temp_dir();
     let out = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--output", "rel.log", "--pid-file", "run.pid"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "rel.log",
+            "--pid-file",
+            "run.pid",
+        ])
         .env_remove("NOTIFY_SOCKET")
         .output()
         .unwrap();
@@ -36,17 +43,33 @@ fn daemon_start_ready_and_pid_file() {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"hello daemon\n").unwrap();
     drop(s);
-    let pid: i32 = std::fs::read_to_string(dir.path().join("run.pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(dir.path().join("run.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pid_alive(pid));
-    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().contains("logsinkd"));
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap()
+            .contains("logsinkd")
+    );
     let log = dir.path().join("rel.log");
     wait_until("the record", DEADLINE, || {
-        std::fs::read_to_string(&log).ok().filter(|t| t.contains("hello daemon")).map(|_| ())
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("hello daemon"))
+            .map(|_| ())
     });
     // SAFETY: kill(2) on the daemon we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    wait_until("the daemon to exit", DEADLINE, || (!pid_alive(pid)).then_some(()));
-    assert!(!dir.path().join("run.pid").exists(), "pid file removed at exit");
+    wait_until("the daemon to exit", DEADLINE, || {
+        (!pid_alive(pid)).then_some(())
+    });
+    assert!(
+        !dir.path().join("run.pid").exists(),
+        "pid file removed at exit"
+    );
 }
 
 /// A port already in use: non-zero exit naming the address, and no daemon left behind.
@@ -57,7 +80,8 @@ fn port_in_use_fails_naming_the_address() {
     let addr = taken.local_addr().unwrap().to_string();
     for foreground in [false, true] {
         let mut cmd = Command::new(BIN);
-        cmd.current_dir(dir.path()).args(["--listen", &addr, "--pid-file", "p.pid"]);
+        cmd.current_dir(dir.path())
+            .args(["--listen", &addr, "--pid-file", "p.pid"]);
         if foreground {
             cmd.arg("--foreground");
         }
@@ -81,7 +105,10 @@ fn unwritable_output_fails_start() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("no/such/dir/x.log") && stderr.contains("No such file"), "{stderr}");
+    assert!(
+        stderr.contains("no/such/dir/x.log") && stderr.contains("No such file"),
+        "{stderr}"
+    );
 }
 
 /// A second daemon with the same pid file is refused while the first runs.
@@ -91,18 +118,36 @@ fn pid_file_is_locked() {
     let start = || {
         Command::new(BIN)
             .current_dir(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--output", "o.log", "--pid-file", "d.pid"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--output",
+                "o.log",
+                "--pid-file",
+                "d.pid",
+            ])
             .output()
             .unwrap()
     };
     assert!(start().status.success());
-    let pid: i32 = std::fs::read_to_string(dir.path().join("d.pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(dir.path().join("d.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let second = start();
-    assert_eq!(second.status.code(), Some(1), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(
+        second.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert!(pid_alive(pid));
     // SAFETY: kill(2) on the daemon we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    wait_until("the daemon to exit", Duration::from_secs(10), || (!pid_alive(pid)).then_some(()));
+    wait_until("the daemon to exit", Duration::from_secs(10), || {
+        (!pid_alive(pid)).then_some(())
+    });
 }
 
 /// As root, --user/--group drop privileges after binding and opening the output.

@@ -32,10 +32,14 @@ fn connection_cap_makes_clients_wait() {
     c3.write_all(b"c3 more\n").unwrap();
     assert_eq!(d.wait_for_lines(4)[3], "c3 more");
     drop(c2);
-    d.log.wait_for("below the connection cap again; no client waits");
+    d.log
+        .wait_for("below the connection cap again; no client waits");
     drop(c3);
     assert_eq!(d.stop().code(), Some(0));
-    assert_eq!(d.log.all().iter().filter(|l| l.contains("the cap")).count(), 1);
+    assert_eq!(
+        d.log.all().iter().filter(|l| l.contains("the cap")).count(),
+        1
+    );
 }
 
 /// EMFILE from accept: logged once per episode, no busy loop, no exit; the waiting clients
@@ -43,7 +47,8 @@ fn connection_cap_makes_clients_wait() {
 #[test]
 fn emfile_pauses_accepting() {
     let dir = temp_dir();
-    let mut cmd_limit = DaemonBuilder::new(dir.path()).args(["--max-connections", "100", "--format", "raw"]);
+    let mut cmd_limit =
+        DaemonBuilder::new(dir.path()).args(["--max-connections", "100", "--format", "raw"]);
     cmd_limit = cmd_limit.pre_exec_limit_nofile(16);
     let mut d = cmd_limit.start();
     let clients: Vec<TcpStream> = (0..14)
@@ -60,13 +65,27 @@ fn emfile_pauses_accepting() {
     drop(clients);
     let lines = d.wait_for_lines(14);
     assert!(accepted < 14);
-    let mut got: Vec<usize> = lines.iter().map(|l| l["client ".len()..].parse().unwrap()).collect();
+    let mut got: Vec<usize> = lines
+        .iter()
+        .map(|l| l["client ".len()..].parse().unwrap())
+        .collect();
     got.sort();
     assert_eq!(got, (0..14).collect::<Vec<_>>());
-    d.log.wait_for("accepting connections again; no client waits");
-    assert_eq!(d.log.all().iter().filter(|l| l.contains("Too many open files")).count(), 1);
+    d.log
+        .wait_for("accepting connections again; no client waits");
+    assert_eq!(
+        d.log
+            .all()
+            .iter()
+            .filter(|l| l.contains("Too many open files"))
+            .count(),
+        1
+    );
     // Waiting at 100 ms intervals, not spinning: well under a CPU-second spent meanwhile.
-    assert!(cpu_ticks(d.pid()) - cpu_before < 100, "busy loop while accept failed");
+    assert!(
+        cpu_ticks(d.pid()) - cpu_before < 100,
+        "busy loop while accept failed"
+    );
     assert_eq!(d.stop().code(), Some(0));
 }
 
@@ -86,7 +105,8 @@ fn idle_timeout_closes_silent_connections() {
     let mut idle = d.connect();
     idle.write_all(b"unfinished").unwrap();
     let mut active = d.connect();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     // Keep `active` busy while `idle` times out: the read below returns when the daemon
     // closes `idle`.
     let keeper = std::thread::spawn(move || {
@@ -97,10 +117,18 @@ fn idle_timeout_closes_silent_connections() {
         active
     });
     let mut buf = [0u8; 16];
-    assert_eq!(idle.read(&mut buf).unwrap(), 0, "the daemon closed the idle connection");
+    assert_eq!(
+        idle.read(&mut buf).unwrap(),
+        0,
+        "the daemon closed the idle connection"
+    );
     let mut active = keeper.join().unwrap();
     active.set_nonblocking(true).unwrap();
-    assert_eq!(active.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock, "still open");
+    assert_eq!(
+        active.read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "still open"
+    );
     let text = d.output();
     assert!(text.lines().any(|l| l == "unfinished"), "{text}");
     assert_eq!(d.stop().code(), Some(0));
@@ -118,13 +146,19 @@ fn many_partial_lines_bounded_memory() {
     let clients: Vec<TcpStream> = (0..n)
         .map(|i| {
             let mut s = d.connect();
-            s.write_all(format!("{i:05} {}", "p".repeat(94)).as_bytes()).unwrap();
+            s.write_all(format!("{i:05} {}", "p".repeat(94)).as_bytes())
+                .unwrap();
             s
         })
         .collect();
     let stats = wait_until("all partial lines read", DEADLINE * 3, || {
         d.signal(libc::SIGUSR1);
-        let last = d.log.all().into_iter().rev().find(|l| l.contains("stats:"))?;
+        let last = d
+            .log
+            .all()
+            .into_iter()
+            .rev()
+            .find(|l| l.contains("stats:"))?;
         last.contains(&format!("bytes={}", n * 100)).then_some(last)
     });
     assert!(stats.contains(&format!("open={n}")), "{stats}");
@@ -135,7 +169,10 @@ fn many_partial_lines_bounded_memory() {
     assert_eq!(lines.len(), n);
     assert!(lines.iter().all(|l| l.len() == 100));
     eprintln!("10,000 partial lines: peak RSS {peak} KiB (base {base} KiB)");
-    assert!(peak - base < n as u64, "peak {peak} KiB, base {base} KiB: over 1 KiB per connection");
+    assert!(
+        peak - base < n as u64,
+        "peak {peak} KiB, base {base} KiB: over 1 KiB per connection"
+    );
 }
 
 /// A flood of binary (worst case for escaping: 4 bytes out per byte in) keeps memory within
@@ -174,13 +211,20 @@ fn binary_flood_bounded_memory() {
     let peak = peak_rss_kib(d.pid());
     assert_eq!(d.stop().code(), Some(0));
     let bytes = std::fs::read(&d.out).unwrap();
-    assert!(!bytes.iter().any(|&b| b < 0x20 && b != b'\n' && b != b'\t' || b == 0x7f));
+    assert!(
+        !bytes
+            .iter()
+            .any(|&b| b < 0x20 && b != b'\n' && b != b'\t' || b == 0x7f)
+    );
     eprintln!("16 MiB binary flood: peak RSS {peak} KiB (base {base} KiB)");
     assert!(peak - base < 32 * 1024, "peak {peak} KiB, base {base} KiB");
 }
 
 fn raise_own_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with valid pointers.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -196,7 +240,10 @@ impl DaemonBuilder {
             // SAFETY: setrlimit is async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || {
-                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }

@@ -3,6 +3,7 @@
 
 mod config;
 mod daemon_mode;
+mod faults;
 mod limits;
 mod records;
 mod signals;

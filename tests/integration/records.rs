@@ -40,7 +40,10 @@ fn concurrent_partial_lines_stay_whole() {
     for record in &lines {
         let (time, peer, line) = split_record(record);
         assert_eq!(time.len(), 27, "time {time}");
-        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "time {time}");
+        assert!(
+            time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "time {time}"
+        );
         let words: Vec<&str> = line.split(' ').collect();
         assert_eq!(words.len(), 5, "whole record: {record}");
         let c: usize = words[1].parse().unwrap();
@@ -58,10 +61,16 @@ fn concurrent_partial_lines_stay_whole() {
 fn final_partial_line_and_crlf() {
     let dir = temp_dir();
     let d = Daemon::start(dir.path(), &[]);
-    send(d.addr, b"first\r\nsecond\r\r\nthird\n\nlast without newline");
+    send(
+        d.addr,
+        b"first\r\nsecond\r\r\nthird\n\nlast without newline",
+    );
     let lines = d.wait_for_lines(5);
     let texts: Vec<&str> = lines.iter().map(|r| split_record(r).2).collect();
-    assert_eq!(texts, ["first", "second\\x0d", "third", "", "last without newline"]);
+    assert_eq!(
+        texts,
+        ["first", "second\\x0d", "third", "", "last without newline"]
+    );
 }
 
 /// An over-long line is recorded in max_line pieces and memory stays bounded while a client
@@ -75,7 +84,10 @@ fn long_line_split_and_memory_bounded() {
     s.write_all(&[b'b'; 1000]).unwrap();
     s.write_all(b"\n").unwrap();
     let lines = d.wait_for_lines(4);
-    assert_eq!(lines[..3], ["a".repeat(1000), "a".repeat(1000), "a".repeat(500)]);
+    assert_eq!(
+        lines[..3],
+        ["a".repeat(1000), "a".repeat(1000), "a".repeat(500)]
+    );
     assert_eq!(lines[3], "b".repeat(1000));
     drop(s);
     assert_eq!(d.stop().code(), Some(0));
@@ -93,10 +105,17 @@ fn long_line_split_and_memory_bounded() {
     let peak = peak_rss_kib(d.pid());
     assert_eq!(d.stop().code(), Some(0));
     let text = std::fs::read_to_string(&d.out).unwrap();
-    assert_eq!(text.len(), 64 * (1 << 20) + 1024, "64 MiB in 64 KiB records");
+    assert_eq!(
+        text.len(),
+        64 * (1 << 20) + 1024,
+        "64 MiB in 64 KiB records"
+    );
     assert!(text.lines().all(|l| l.len() == 64 * 1024));
     // The stream is 64 MiB; what the daemon holds must not grow with it.
-    assert!(peak < before + 24 * 1024, "peak RSS {peak} KiB (at start {before} KiB)");
+    assert!(
+        peak < before + 24 * 1024,
+        "peak RSS {peak} KiB (at start {before} KiB)"
+    );
 }
 
 const NASTY: &[u8] = b"esc \x1b[31mred\x1b[0m bell\x07 nul\x00 del\x7f tab\tback\\slash quote\" \xff\xfe bad utf8 \xc3\x28 ok \xc3\xa9 csi \xc2\x9b end";
@@ -116,7 +135,11 @@ fn bytes_escaped_raw_and_json() {
     assert_eq!(split_record(&lines[0]).1, peer.to_string());
     assert_eq!(split_record(&lines[0]).2, expected_escaped);
     let bytes = std::fs::read(&d.out).unwrap();
-    assert!(!bytes[..bytes.len() - 1].iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f));
+    assert!(
+        !bytes[..bytes.len() - 1]
+            .iter()
+            .any(|&b| b < 0x20 && b != b'\t' || b == 0x7f)
+    );
 
     let dir = temp_dir();
     let d = Daemon::start(dir.path(), &["--format", "raw"]);
@@ -140,7 +163,8 @@ fn bytes_escaped_raw_and_json() {
 fn client_cannot_forge_records() {
     let dir = temp_dir();
     let d = Daemon::start(dir.path(), &[]);
-    let forged = b"innocent\r2026-01-01T00:00:00.000000Z 10.0.0.1:1 forged\x00 and \x1b]0;title\x07\n";
+    let forged =
+        b"innocent\r2026-01-01T00:00:00.000000Z 10.0.0.1:1 forged\x00 and \x1b]0;title\x07\n";
     let peer = send(d.addr, forged);
     let lines = d.wait_for_lines(1);
     assert_eq!(lines.len(), 1);
@@ -164,7 +188,10 @@ fn logger_tcp_client() {
     let lines = d.wait_for_lines(1);
     let (_, peer, line) = split_record(&lines[0]);
     assert!(peer.starts_with("127.0.0.1:"), "{peer}");
-    assert!(line.contains("mytag") && line.ends_with("hello from logger"), "{line}");
+    assert!(
+        line.contains("mytag") && line.ends_with("hello from logger"),
+        "{line}"
+    );
 }
 
 /// A dual-stack/IPv6 listener writes IPv6 peers as [addr]:port.

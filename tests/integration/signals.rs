@@ -16,10 +16,16 @@ fn assert_sequence(files: &[std::path::PathBuf], count: u64) {
         let text = std::fs::read_to_string(f).unwrap_or_default();
         for record in text.lines() {
             let (_, _, line) = split_record(record);
-            let n: u64 = line.strip_prefix("seq ").and_then(|n| n.parse().ok()).unwrap_or_else(|| {
-                panic!("mangled record in {}: {record:?}", f.display())
-            });
-            assert_eq!(n, expected, "in {}: lost or duplicated around {expected}", f.display());
+            let n: u64 = line
+                .strip_prefix("seq ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("mangled record in {}: {record:?}", f.display()));
+            assert_eq!(
+                n,
+                expected,
+                "in {}: lost or duplicated around {expected}",
+                f.display()
+            );
             expected += 1;
         }
     }
@@ -65,7 +71,12 @@ fn rotation_loses_nothing() {
     wait_until("all lines recorded", DEADLINE, || {
         let total: usize = files
             .iter()
-            .map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().count())
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
             .sum();
         (total as u64 >= sent).then_some(())
     });
@@ -108,7 +119,10 @@ fn sigint_stops_cleanly() {
     d.signal(libc::SIGINT);
     assert_eq!(d.wait_exit(DEADLINE).code(), Some(0));
     let line = d.log.wait_for("stopped");
-    assert!(line.contains("connections open=0 total=1 lines=1 bytes=6 errors=0"), "{line}");
+    assert!(
+        line.contains("connections open=0 total=1 lines=1 bytes=6 errors=0"),
+        "{line}"
+    );
 }
 
 /// SIGUSR1 logs a one-line statistics summary and the daemon keeps running.
@@ -121,11 +135,16 @@ fn sigusr1_logs_stats() {
     d.wait_for_lines(2);
     d.signal(libc::SIGUSR1);
     let line = d.log.wait_for("stats:");
-    assert!(line.contains("lines=2") && line.contains("bytes=4"), "{line}");
+    assert!(
+        line.contains("lines=2") && line.contains("bytes=4"),
+        "{line}"
+    );
     wait_until("open count", DEADLINE, || {
         d.signal(libc::SIGUSR1);
         let all = d.log.all();
-        all.iter().any(|l| l.contains("stats: connections open=1 total=2")).then_some(())
+        all.iter()
+            .any(|l| l.contains("stats: connections open=1 total=2"))
+            .then_some(())
     });
     send(d.addr, b"c\n");
     d.wait_for_lines(3);
@@ -139,7 +158,11 @@ fn failed_reopen_keeps_old_file() {
     let logdir = dir.path().join("logs");
     std::fs::create_dir(&logdir).unwrap();
     let out = logdir.join("out.log");
-    let mut d = DaemonBuilder::new(dir.path()).arg("--output").arg(&out).output(out.to_str().unwrap()).start();
+    let mut d = DaemonBuilder::new(dir.path())
+        .arg("--output")
+        .arg(&out)
+        .output(out.to_str().unwrap())
+        .start();
     let mut s = d.connect();
     s.write_all(b"seq 0\n").unwrap();
     d.wait_for_lines(1);
@@ -152,7 +175,10 @@ fn failed_reopen_keeps_old_file() {
     s.write_all(b"seq 1\n").unwrap();
     let old = moved.join("out.log");
     wait_until("line in the old file", DEADLINE, || {
-        std::fs::read_to_string(&old).unwrap().contains("seq 1").then_some(())
+        std::fs::read_to_string(&old)
+            .unwrap()
+            .contains("seq 1")
+            .then_some(())
     });
     std::fs::create_dir(&logdir).unwrap();
     d.signal(libc::SIGHUP);

@@ -4,6 +4,7 @@
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -11,6 +12,8 @@ use crate::util::*;
 /// `tag|facility|severity|message`.
 struct Rsyslogd {
     child: Child,
+    bin: PathBuf,
+    dir: PathBuf,
     received: PathBuf,
     socket: PathBuf,
     tcp_port: u16,
@@ -18,7 +21,11 @@ struct Rsyslogd {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Rsyslogd {
@@ -29,12 +36,20 @@ impl Rsyslogd {
         };
         let socket = dir.join("log.sock");
         let received = dir.join("received.log");
-        let (tcp_port, udp_port) = (free_port(), UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let (tcp_port, udp_port) = (
+            free_port(),
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port(),
+        );
         let conf = dir.join("rsyslog.conf");
         std::fs::write(
             &conf,
             format!(
                 r#"global(workDirectory="{dir}")
+main_queue(queue.size="1000000")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="{socket}" RateLimit.Interval="0")
 module(load="imtcp")
@@ -50,20 +65,38 @@ template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslo
             ),
         )
         .unwrap();
-        let child = Command::new(bin)
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let r = Rsyslogd { child, received, socket, tcp_port, udp_port };
-        wait_until("rsyslogd to listen", DEADLINE, || {
-            (r.socket.exists() && TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()).then_some(())
-        });
+        let child = spawn(&bin, dir);
+        let r = Rsyslogd {
+            child,
+            received,
+            socket,
+            tcp_port,
+            udp_port,
+            bin,
+            dir: dir.to_path_buf(),
+        };
+        r.wait_listening();
         Some(r)
+    }
+
+    fn wait_listening(&self) {
+        wait_until("rsyslogd to listen", DEADLINE, || {
+            (self.socket.exists() && TcpStream::connect(("127.0.0.1", self.tcp_port)).is_ok())
+                .then_some(())
+        });
+    }
+
+    /// Kills rsyslogd hard (it gets no chance to clean up).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same configuration, sockets and output file.
+    fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.bin, &self.dir);
+        self.wait_listening();
     }
 
     /// Waits for `n` received messages, returns them.
@@ -83,6 +116,18 @@ impl Drop for Rsyslogd {
     }
 }
 
+fn spawn(bin: &Path, dir: &Path) -> Child {
+    Command::new(bin)
+        .arg("-n")
+        .arg("-f")
+        .arg(dir.join("rsyslog.conf"))
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn which(bin: &str) -> Result<PathBuf, ()> {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
         .iter()
@@ -96,7 +141,9 @@ fn which(bin: &str) -> Result<PathBuf, ()> {
 #[test]
 fn rsyslogd_receives_lines() {
     let dir = temp_dir();
-    let Some(rs) = Rsyslogd::start(dir.path()) else { return };
+    let Some(rs) = Rsyslogd::start(dir.path()) else {
+        return;
+    };
     let targets = [
         format!("syslog:{}", rs.socket.display()),
         format!("syslog+udp://127.0.0.1:{}", rs.udp_port),
@@ -108,7 +155,10 @@ fn rsyslogd_receives_lines() {
             .args(["--output", target, "--syslog-facility", "local3"])
             .output(target)
             .start();
-        let peer = send(d.addr, format!("via {i} first\nvia {i} second \x1b[1m\n").as_bytes());
+        let peer = send(
+            d.addr,
+            format!("via {i} first\nvia {i} second \x1b[1m\n").as_bytes(),
+        );
         expected += 2;
         let got = rs.wait_for(expected);
         let pid = d.pid();
@@ -130,9 +180,14 @@ fn rsyslogd_receives_lines() {
 #[test]
 fn long_lines_become_several_messages() {
     let dir = temp_dir();
-    let Some(rs) = Rsyslogd::start(dir.path()) else { return };
+    let Some(rs) = Rsyslogd::start(dir.path()) else {
+        return;
+    };
     let target = format!("syslog:{}", rs.socket.display());
-    let d = DaemonBuilder::new(dir.path()).args(["--output", &target]).output(&target).start();
+    let d = DaemonBuilder::new(dir.path())
+        .args(["--output", &target])
+        .output(&target)
+        .start();
     let long: String = (0..2000).map(|i| format!("{i:05}")).collect(); // 10,000 bytes
     let peer = send(d.addr, format!("{long}\n").as_bytes());
     let got = rs.wait_for(2);
@@ -140,8 +195,82 @@ fn long_lines_become_several_messages() {
         .iter()
         .map(|l| {
             let msg = l.splitn(4, '|').nth(3).unwrap().trim_start();
-            msg.strip_prefix(&format!("{peer} ")).unwrap_or_else(|| panic!("peer first: {msg}")).to_string()
+            msg.strip_prefix(&format!("{peer} "))
+                .unwrap_or_else(|| panic!("peer first: {msg}"))
+                .to_string()
         })
         .collect();
     assert_eq!(text, long);
+}
+
+/// The syslog receiver goes away and comes back: the daemon keeps running, holds the lines
+/// (at most its high-water mark, then TCP pushes back on the client), reconnects with
+/// back-off and delivers everything, in order, once.
+#[test]
+fn syslog_receiver_restart_loses_nothing() {
+    let dir = temp_dir();
+    let Some(mut rs) = Rsyslogd::start(dir.path()) else {
+        return;
+    };
+    for (round, target) in [
+        format!("syslog:{}", rs.socket.display()),
+        format!("syslog+tcp://127.0.0.1:{}", rs.tcp_port),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = std::fs::remove_file(&rs.received);
+        let mut d = DaemonBuilder::new(dir.path())
+            .args(["--output", target])
+            .output(target)
+            .start();
+        let base = peak_rss_kib(d.pid());
+        rs.kill();
+        // 120,000 lines of 100 bytes: more than the 8 MiB the daemon may hold.
+        let count = 120_000;
+        let (client, writer) = stream_numbered(d.addr, count);
+        wait_until("the daemon to stop reading", DEADLINE, || {
+            (daemon_recv_queue(d.addr, client)? > 64 * 1024).then_some(())
+        });
+        d.log.wait_for_nth(&format!("sending to {target}"), 1);
+        let held = peak_rss_kib(d.pid()) - base;
+        assert!(
+            held < 24 * 1024,
+            "{target}: held {held} KiB while the receiver was gone"
+        );
+        rs.restart();
+        writer.join().unwrap();
+        d.log.wait_for_nth("takes data again", 1);
+        let got = wait_until("every message at rsyslogd", DEADLINE * 3, || {
+            let text = std::fs::read_to_string(&rs.received).unwrap_or_default();
+            (text.lines().count() as u64 >= count).then_some(text)
+        });
+        assert_eq!(d.stop_within(Duration::from_secs(10)).code(), Some(0));
+        let lines: Vec<String> = got
+            .lines()
+            .map(|l| {
+                l.splitn(4, '|')
+                    .nth(3)
+                    .unwrap()
+                    .trim_start()
+                    .splitn(2, ' ')
+                    .nth(1)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_numbered(&[lines.join("\n") + "\n"], count, true);
+        let complaints = d
+            .log
+            .all()
+            .iter()
+            .filter(|l| l.contains(&format!("sending to {target}")))
+            .count();
+        assert_eq!(
+            complaints,
+            1,
+            "round {round}: logged once per episode: {:#?}",
+            d.log.all()
+        );
+    }
 }

@@ -10,13 +10,17 @@ use crate::util::*;
 
 fn next_message(sock: &UnixDatagram) -> String {
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("a notification before the timeout");
+    let n = sock
+        .recv(&mut buf)
+        .expect("a notification before the timeout");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// Waits for a notification containing `needle`, skipping others.
 fn wait_message(sock: &UnixDatagram, needle: &str) -> String {
-    wait_until(needle, DEADLINE, || Some(next_message(sock)).filter(|m| m.contains(needle)))
+    wait_until(needle, DEADLINE, || {
+        Some(next_message(sock)).filter(|m| m.contains(needle))
+    })
 }
 
 /// READY=1 with STATUS= counters, RELOADING=1 then READY=1 around SIGHUP, watchdog pings,
@@ -32,11 +36,17 @@ fn sd_notify_protocol() {
         .env("WATCHDOG_USEC", "200000")
         .start();
     let ready = wait_message(&sock, "READY=1");
-    assert!(ready.contains("STATUS=0 open, 0 total connections"), "{ready}");
+    assert!(
+        ready.contains("STATUS=0 open, 0 total connections"),
+        "{ready}"
+    );
     wait_message(&sock, "WATCHDOG=1");
     send(d.addr, b"one\ntwo\n");
     d.wait_for_lines(2);
-    let status = wait_message(&sock, "STATUS=0 open, 1 total connections; 2 lines, 8 bytes");
+    let status = wait_message(
+        &sock,
+        "STATUS=0 open, 1 total connections; 2 lines, 8 bytes",
+    );
     assert!(status.contains("0 errors"), "{status}");
     d.signal(libc::SIGHUP);
     let reloading = wait_message(&sock, "RELOADING=1");
@@ -57,12 +67,20 @@ fn journal_priority_prefixes() {
     let meta = err.metadata().unwrap();
     let mut child = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["--foreground", "--listen", "127.0.0.1:0", "--output", "missing-dir/x.log"])
+        .args([
+            "--foreground",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "missing-dir/x.log",
+        ])
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap();
-    let status = wait_until("exit", Duration::from_secs(10), || child.try_wait().unwrap());
+    let status = wait_until("exit", Duration::from_secs(10), || {
+        child.try_wait().unwrap()
+    });
     assert_eq!(status.code(), Some(1));
     let text = std::fs::read_to_string(&err_path).unwrap();
     assert!(text.starts_with("<3>opening "), "{text}");
@@ -71,16 +89,29 @@ fn journal_priority_prefixes() {
     let meta = err.metadata().unwrap();
     let mut child = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["--foreground", "--listen", "127.0.0.1:0", "--output", "x.log"])
+        .args([
+            "--foreground",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "x.log",
+        ])
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap();
     wait_until("listening line", DEADLINE, || {
-        std::fs::read_to_string(&err_path).unwrap().contains("<6>listening on 127.0.0.1:").then_some(())
+        std::fs::read_to_string(&err_path)
+            .unwrap()
+            .contains("<6>listening on 127.0.0.1:")
+            .then_some(())
     });
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert!(std::fs::read_to_string(&err_path).unwrap().contains("<6>stopped: "));
+    assert!(
+        std::fs::read_to_string(&err_path)
+            .unwrap()
+            .contains("<6>stopped: ")
+    );
 }

@@ -24,7 +24,10 @@ pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -60,7 +63,11 @@ impl LogLines {
                 return found[count - 1].clone();
             }
             let now = Instant::now();
-            assert!(now < end, "timed out waiting for log line {pattern:?} #{count}; got {:#?}", *guard);
+            assert!(
+                now < end,
+                "timed out waiting for log line {pattern:?} #{count}; got {:#?}",
+                *guard
+            );
             guard = cv.wait_timeout(guard, end - now).unwrap().0;
         }
     }
@@ -87,9 +94,24 @@ pub struct DaemonBuilder {
 
 impl DaemonBuilder {
     pub fn new(dir: &Path) -> DaemonBuilder {
+        DaemonBuilder::wrapped(dir, &[])
+    }
+
+    /// Runs the daemon through a wrapper command (e.g. `unshare`), which must exec it.
+    pub fn wrapped(dir: &Path, wrapper: &[&str]) -> DaemonBuilder {
         let out = dir.join("out.log");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--foreground").current_dir(dir).env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(BIN);
+                cmd
+            }
+        };
+        cmd.arg("--foreground")
+            .current_dir(dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM");
         DaemonBuilder { cmd, out }
     }
 
@@ -129,12 +151,27 @@ impl DaemonBuilder {
         if output {
             self.cmd.arg("--output").arg(&self.out);
         }
-        let mut child = self.cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawning logsinkd");
+        let mut child = self
+            .cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawning logsinkd");
         let log = LogLines::default();
         log.clone().collect(child.stderr.take().unwrap());
         let line = log.wait_for("listening on ");
-        let addr = line.rsplit(' ').next().unwrap().parse().expect("address in `listening on` line");
-        Daemon { child, addr, log, out: self.out }
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("address in `listening on` line");
+        Daemon {
+            child,
+            addr,
+            log,
+            out: self.out,
+        }
     }
 }
 
@@ -154,7 +191,11 @@ impl Daemon {
 
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill {signal}");
+        assert_eq!(
+            unsafe { libc::kill(self.pid(), signal) },
+            0,
+            "kill {signal}"
+        );
     }
 
     /// Sends SIGTERM and waits for the exit, at most `within`.
@@ -179,20 +220,28 @@ impl Daemon {
 
     /// Waits until the output file holds at least `n` lines; returns them.
     pub fn wait_for_lines(&self, n: usize) -> Vec<String> {
-        wait_until(&format!("{n} lines in {}", self.out.display()), DEADLINE, || {
-            let text = self.output();
-            let lines: Vec<String> = text.lines().map(str::to_string).collect();
-            (lines.len() >= n).then_some(lines)
-        })
+        wait_until(
+            &format!("{n} lines in {}", self.out.display()),
+            DEADLINE,
+            || {
+                let text = self.output();
+                let lines: Vec<String> = text.lines().map(str::to_string).collect();
+                (lines.len() >= n).then_some(lines)
+            },
+        )
     }
 
     /// Waits until the output file holds at least `n` LF bytes, without decoding it (for
     /// large outputs).
     pub fn wait_for_line_count(&self, n: usize) {
-        wait_until(&format!("{n} lines in {}", self.out.display()), DEADLINE * 3, || {
-            let bytes = std::fs::read(&self.out).unwrap_or_default();
-            (bytes.iter().filter(|&&b| b == b'\n').count() >= n).then_some(())
-        })
+        wait_until(
+            &format!("{n} lines in {}", self.out.display()),
+            DEADLINE * 3,
+            || {
+                let bytes = std::fs::read(&self.out).unwrap_or_default();
+                (bytes.iter().filter(|&&b| b == b'\n').count() >= n).then_some(())
+            },
+        )
     }
 
     /// A field of /proc/PID/status, such as `VmHWM` or `Uid`.
@@ -213,7 +262,11 @@ pub fn proc_status(pid: i32, field: &str) -> String {
 
 /// Peak resident memory of a process, in KiB.
 pub fn peak_rss_kib(pid: i32) -> u64 {
-    proc_status(pid, "VmHWM").trim_end_matches(" kB").trim().parse().unwrap()
+    proc_status(pid, "VmHWM")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 impl Drop for Daemon {
@@ -240,11 +293,63 @@ pub fn send(addr: SocketAddr, data: &[u8]) -> SocketAddr {
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("logsinkd-test").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("logsinkd-test")
+        .tempdir()
+        .unwrap()
 }
 
 /// True when the tests run as root (CI does): tests needing it say so and return otherwise.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Bytes waiting unread in the receive queue of the daemon's side of a TCP connection
+/// (from /proc/net/tcp): a growing queue shows the daemon has stopped reading.
+pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let want_local = format!(":{:04X}", daemon.port());
+    let want_remote = format!(":{:04X}", client.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[1].ends_with(&want_local) && f[2].ends_with(&want_remote))
+            .then(|| u64::from_str_radix(f[4].split(':').nth(1)?, 16).ok())
+            .flatten()
+    })
+}
+
+/// A client thread that sends `count` numbered lines of 100 bytes (`seq N` padded) with
+/// blocking writes; returns its local address and the thread.
+pub fn stream_numbered(addr: SocketAddr, count: u64) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let stream = TcpStream::connect(addr).unwrap();
+    let local = stream.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, stream);
+        for n in 0..count {
+            writeln!(w, "{:<99}", format!("seq {n}")).unwrap();
+        }
+        w.flush().unwrap();
+    });
+    (local, handle)
+}
+
+/// Checks that the records of `texts` (concatenated in order) are lines `seq 0` … `seq
+/// count-1`, each once, in order, intact.
+pub fn assert_numbered(texts: &[String], count: u64, raw: bool) {
+    let mut expected = 0u64;
+    for text in texts {
+        for record in text.lines() {
+            let line = if raw { record } else { split_record(record).2 };
+            let n: u64 = line
+                .trim_end()
+                .strip_prefix("seq ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("mangled record {record:?}"));
+            assert_eq!(n, expected, "lost or duplicated around {expected}");
+            assert_eq!(line.len(), 99, "intact: {record:?}");
+            expected += 1;
+        }
+    }
+    assert_eq!(expected, count, "lines recorded");
 }

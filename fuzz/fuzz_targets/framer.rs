@@ -1,0 +1,44 @@
+//! The line framer: whatever the bytes and however reads split them, the records are the
+//! same, none is longer than max_line, the buffer never holds more than max_line bytes, and
+//! the records with their LFs account for every input byte but stripped CRs.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use logsinkd::line_buffer::LineBuffer;
+
+fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = LineBuffer::default();
+    for chunk in chunks {
+        buf.push(chunk, max_line, &mut |l: &[u8]| out.push(l.to_vec()));
+        assert!(buf.pending() <= max_line, "buffer over max_line");
+    }
+    buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
+    out
+}
+
+fuzz_target!(|input: &[u8]| {
+    // First byte: max_line; next four: cut points; the rest: the stream.
+    if input.len() < 5 {
+        return;
+    }
+    let max_line = usize::from(input[0] % 64) + 1;
+    let data = &input[5..];
+    let mut cuts: Vec<usize> = input[1..5].iter().map(|&c| usize::from(c) * data.len() / 255).collect();
+    cuts.sort();
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    for c in cuts {
+        chunks.push(&data[at..c]);
+        at = c;
+    }
+    chunks.push(&data[at..]);
+    let whole = frame(&[data], max_line);
+    let split = frame(&chunks, max_line);
+    assert_eq!(whole, split, "records depend on how reads split the stream");
+    assert!(whole.iter().all(|r| r.len() <= max_line));
+    let kept: usize = whole.iter().map(Vec::len).sum();
+    let newlines = data.iter().filter(|&&b| b == b'\n').count();
+    let crs = data.windows(2).filter(|w| w == b"\r\n").count();
+    assert_eq!(kept + newlines + crs, data.len(), "bytes lost or invented");
+});
