@@ -308,14 +308,25 @@ pub fn is_root() -> bool {
 /// Bytes waiting unread in the receive queue of the daemon's side of a TCP connection
 /// (from /proc/net/tcp): a growing queue shows the daemon has stopped reading.
 pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> {
-    let want_local = format!(":{:04X}", daemon.port());
-    let want_remote = format!(":{:04X}", client.port());
+    tcp_queues(daemon, client).map(|(_, rx)| rx)
+}
+
+/// (send queue, receive queue) of the TCP socket `local` connected to `remote`, from
+/// /proc/net/tcp. The send queue holds what the peer has not yet received.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let want_local = format!(":{:04X}", local.port());
+    let want_remote = format!(":{:04X}", remote.port());
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f[1].ends_with(&want_local) && f[2].ends_with(&want_remote))
-            .then(|| u64::from_str_radix(f[4].split(':').nth(1)?, 16).ok())
-            .flatten()
+        if !(f[1].ends_with(&want_local) && f[2].ends_with(&want_remote)) {
+            return None;
+        }
+        let (tx, rx) = f[4].split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
     })
 }
 
