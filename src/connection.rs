@@ -49,17 +49,17 @@ impl Connection {
     }
 
     /// Reads and records what the client sent, at most `budget` reads, and stops early when
-    /// the output's backlog reaches `high_water`.
+    /// the output's backlog reaches `limit`.
     pub fn read_available(
         &mut self,
         buf: &mut [u8],
         budget: usize,
-        high_water: usize,
+        limit: usize,
         recorder: &mut Recorder,
         now: Instant,
     ) -> Status {
         for _ in 0..budget {
-            if recorder.sink.backlog() >= high_water {
+            if recorder.sink.backlog() >= limit {
                 return Status::More;
             }
             match self.stream.read(buf) {

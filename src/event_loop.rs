@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mio::net::TcpListener;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
@@ -31,7 +32,9 @@ use crate::sink::{Sink, SinkError};
 /// Most listening sockets (each needs its own token below the clients').
 pub const MAX_LISTENERS: usize = 64;
 const SIGNALS: Token = Token(0);
-const FIRST_LISTENER: usize = 1;
+/// The output's socket (syslog), watched for writability while its receiver is busy.
+const OUTPUT: Token = Token(1);
+const FIRST_LISTENER: usize = 2;
 /// Client tokens are slab keys offset by this; see `client_token` / `client_key`.
 const FIRST_CLIENT: usize = FIRST_LISTENER + MAX_LISTENERS;
 
@@ -47,7 +50,11 @@ fn client_key(token: Token) -> usize {
 const READ_BUF: usize = 64 * 1024;
 /// Reads one connection gets per turn before the next ready connection is served.
 const READ_BUDGET: usize = 16;
-/// Output backlog at which reading from clients pauses until the output takes data again.
+/// Output backlog at which a busy loop writes out mid-iteration, so the batch stays about
+/// this size however much the clients send at once.
+const FLUSH_AT: usize = 1 << 20;
+/// Output backlog at which reading from clients pauses until a failing output takes data
+/// again.
 pub const HIGH_WATER: usize = 8 << 20;
 /// Events taken per poll.
 const EVENTS: usize = 1024;
@@ -56,8 +63,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Back-off between attempts to write to a failing output.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// Retry interval while a receiver is there but briefly takes no more (EAGAIN).
-const BUSY_RETRY: Duration = Duration::from_millis(2);
+/// Retry interval while a receiver is there but briefly takes no more (EAGAIN), should its
+/// socket's writability event not come.
+const BUSY_RETRY: Duration = Duration::from_millis(50);
 /// How long a receiver may stay busy before that is logged.
 const BUSY_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown keeps trying to write out what it holds if the output fails.
@@ -187,6 +195,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.take_signals(&mut reopen, &mut stop),
+                    OUTPUT => self.output.retry_at = None,
                     Token(t) if t < FIRST_CLIENT => self.accept_all(t - FIRST_LISTENER, now),
                     token => self.mark_readable(client_key(token)),
                 }
@@ -336,9 +345,19 @@ impl Server {
     /// Gives each connection on the ready queue one turn.
     fn read_ready(&mut self, now: Instant) {
         for _ in 0..self.ready.len() {
+            if self.recorder.sink.backlog() >= FLUSH_AT {
+                self.flush_output(now);
+            }
             if self.output_full() {
                 return;
             }
+            // A healthy output is written out every FLUSH_AT; a failing one holds up to
+            // HIGH_WATER before reading stops.
+            let limit = if self.output.retry_at.is_some() {
+                HIGH_WATER
+            } else {
+                FLUSH_AT
+            };
             let Some((key, id)) = self.ready.pop_front() else {
                 return;
             };
@@ -349,7 +368,7 @@ impl Server {
             match conn.read_available(
                 &mut self.read_buf,
                 READ_BUDGET,
-                HIGH_WATER,
+                limit,
                 &mut self.recorder,
                 now,
             ) {
@@ -426,6 +445,20 @@ impl Server {
             }
             Err(SinkError::Busy(e)) => {
                 // Not an error yet: a receiver may be briefly behind. Said once it lasts.
+                // The socket's writability wakes the loop (a local syslog daemon's datagram
+                // queue holds only net.unix.max_dgram_qlen messages, 10 by default);
+                // BUSY_RETRY is the fallback.
+                if let Some(fd) = self.recorder.sink.raw_fd() {
+                    let registry = self.poll.registry();
+                    let mut source = SourceFd(&fd);
+                    // The fd may be new (reconnected) or already watched.
+                    if registry
+                        .register(&mut source, OUTPUT, Interest::WRITABLE)
+                        .is_err()
+                    {
+                        let _ = registry.reregister(&mut source, OUTPUT, Interest::WRITABLE);
+                    }
+                }
                 let since = *health.since.get_or_insert(now);
                 health.retry_at = Some(now + BUSY_RETRY);
                 if !health.logged && now - since >= BUSY_GRACE {

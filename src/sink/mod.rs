@@ -119,6 +119,14 @@ impl Sink {
         }
     }
 
+    /// The socket to watch for writability while the receiver is busy (syslog only).
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Sink::File(_) => None,
+            Sink::Syslog(s) => s.raw_fd(),
+        }
+    }
+
     /// Makes written data durable (at shutdown).
     pub fn sync(&mut self) -> Result<()> {
         match self {

@@ -137,10 +137,13 @@ impl SyslogSink {
             queued_bytes: 0,
         };
         // Fail at start-up, where the admin sees it, if the receiver is not there at all.
-        sink.conn = Some(sink.connect()?);
-        if let Some(Conn::Connecting(socket)) = &sink.conn {
-            wait_connected(socket, &sink.addr)?;
-        }
+        sink.conn = Some(match sink.connect()? {
+            Conn::Connecting(socket) => {
+                wait_connected(&socket, &sink.addr)?;
+                Conn::Tcp(socket.into())
+            }
+            conn => conn,
+        });
         Ok(sink)
     }
 
@@ -179,6 +182,11 @@ impl SyslogSink {
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
+        // A stream receiver that went away since the last flush has sent FIN; writing now
+        // would succeed locally and the bytes be lost to its RST. Reconnect first instead.
+        if self.sent == 0 && !self.queue.is_empty() && self.stream_closed_by_peer() {
+            self.conn = None;
+        }
         while let Some(frame) = self.queue.front() {
             let conn = match &mut self.conn {
                 Some(conn) => conn,
@@ -242,6 +250,42 @@ impl SyslogSink {
 
     pub fn backlog(&self) -> usize {
         self.queued_bytes
+    }
+
+    /// True if the stream connection's receiver closed it (recv peeks EOF or an error).
+    fn stream_closed_by_peer(&self) -> bool {
+        let Some(fd) = self
+            .raw_fd()
+            .filter(|_| matches!(self.conn, Some(Conn::Tcp(_) | Conn::Stream(_))))
+        else {
+            return false;
+        };
+        let mut byte = 0u8;
+        // SAFETY: a valid fd and a one-byte buffer; MSG_PEEK leaves any data in place.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return n == 0;
+        }
+        let err = std::io::Error::last_os_error();
+        !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
+    }
+
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(match self.conn.as_ref()? {
+            Conn::Dgram(s) => s.as_raw_fd(),
+            Conn::Stream(s) => s.as_raw_fd(),
+            Conn::Udp(s) => s.as_raw_fd(),
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Connecting(s) => s.as_raw_fd(),
+        })
     }
 
     /// Looks the receiver up and connects anew; on failure the old connection stays in use.

@@ -229,7 +229,7 @@ fn syslog_receiver_restart_loses_nothing() {
         // 120,000 lines of 100 bytes: more than the 8 MiB the daemon may hold.
         let count = 120_000;
         let (client, writer) = stream_numbered(d.addr, count);
-        wait_until("the daemon to stop reading", DEADLINE, || {
+        wait_until("the daemon to stop reading", DEADLINE * 3, || {
             (daemon_recv_queue(d.addr, client)? > 64 * 1024).then_some(())
         });
         d.log.wait_for_nth(&format!("sending to {target}"), 1);
