@@ -10,5 +10,6 @@ mod records;
 mod signals;
 mod soak_run;
 mod syslog;
+mod systemd;
 mod systemd_notify;
 mod util;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The INIT of a throwaway systemd for the integration tests (tests/integration/systemd.rs).
 #
-# Run as:  unshare --pid --fork --mount --mount-proc --uts --ipc --net -- systemd_boot.sh STATE
+# Run as:  unshare --pid --fork --kill-child --mount --mount-proc --uts --ipc --net -- \
+#              bash systemd_boot.sh STATE
 # STATE is the test's own temporary directory. Files under STATE/root/usr and STATE/root/etc are
 # copied into the booted system's /usr and /etc (the "installed as shipped" files).
 #
@@ -19,7 +20,9 @@
 #   - moves itself into a cgroup of its own: systemd treats the cgroup it starts in as its
 #     root and migrates every process found there into init.scope, which in the host's root
 #     cgroup would be every process on the machine;
-#   - masks the units that touch host-wide state or are not wanted (timers, getty, ...);
+#   - masks the units that touch host-wide state or are not wanted: those SYSTEMD-TESTS.md
+#     lists, and also timesyncd (the clock), modprobe@ (kernel modules), udev (device events),
+#     journald's audit socket (kernel auditing), every timer and getty;
 #   - the caller adds --uts (systemd sets the hostname) and --net (a private loopback: the
 #     shipped units listen on the fixed port 5140 without colliding with anything on the host).
 set -euo pipefail
@@ -89,6 +92,9 @@ for unit in \
     systemd-hwdb-update.service ldconfig.service systemd-firstboot.service \
     systemd-machine-id-commit.service systemd-pstore.service systemd-timesyncd.service \
     getty.target console-getty.service serial-getty@.service getty@.service \
+    modprobe@.service kmod-static-nodes.service systemd-journald-audit.socket \
+    systemd-udevd.service systemd-udev-trigger.service systemd-udev-settle.service \
+    systemd-udevd-control.socket systemd-udevd-kernel.socket proc-sys-fs-binfmt_misc.automount \
     $(cd /lib/systemd/system && ls -- *.timer 2>/dev/null); do
     ln -sf /dev/null "/run/systemd/system/$unit"
 done

@@ -8,6 +8,7 @@
 use std::fs::{self, File};
 use std::net::{TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +16,10 @@ use std::time::{Duration, Instant};
 use crate::util::{is_root, wait_until};
 
 /// The INIT that prepares the namespaces and execs systemd.
-const BOOT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/systemd_boot.sh");
+const BOOT_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/integration/systemd_boot.sh"
+);
 
 /// How long booting, or any one command inside, may take.
 pub const MACHINE_DEADLINE: Duration = Duration::from_secs(30);
@@ -24,14 +28,21 @@ pub const MACHINE_DEADLINE: Duration = Duration::from_secs(30);
 const POWEROFF_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The programs the machine needs from the host.
-const NEEDED: &[&str] = &["/lib/systemd/systemd", "/usr/bin/unshare", "/usr/bin/nsenter"];
+const NEEDED: &[&str] = &[
+    "/lib/systemd/systemd",
+    "/usr/bin/unshare",
+    "/usr/bin/nsenter",
+];
 
 /// Why a real systemd cannot be booted here, or `None` if it can.
 pub fn unavailable() -> Option<String> {
     if !is_root() {
         return Some("not running as root".into());
     }
-    NEEDED.iter().find(|p| !Path::new(p).exists()).map(|p| format!("{p} is missing"))
+    NEEDED
+        .iter()
+        .find(|p| !Path::new(p).exists())
+        .map(|p| format!("{p} is missing"))
 }
 
 /// A file to install into the machine before it boots: host source, absolute destination
@@ -55,41 +66,81 @@ pub struct Machine {
 impl Machine {
     /// Boots a systemd with `files` installed and waits until it has reached basic.target.
     pub fn boot(files: &[Install]) -> Machine {
-        let state = tempfile::Builder::new().prefix("logsinkd-systemd-").tempdir().unwrap();
+        let state = tempfile::Builder::new()
+            .prefix("logsinkd-systemd-")
+            .tempdir()
+            .unwrap();
         for file in files {
-            let dest = state.path().join("root").join(file.dest.trim_start_matches('/'));
+            let dest = state
+                .path()
+                .join("root")
+                .join(file.dest.trim_start_matches('/'));
             fs::create_dir_all(dest.parent().unwrap()).unwrap();
             fs::copy(&file.source, &dest)
                 .unwrap_or_else(|e| panic!("staging {}: {e}", file.source.display()));
             set_mode(&dest, file.mode);
         }
         let console = File::create(state.path().join("console.log")).unwrap();
-        let mut unshare = Command::new("unshare")
+        let mut unshare = Command::new("unshare");
+        unshare
             // --kill-child: should unshare die, the kernel kills the namespace's PID 1 with it.
-            .args(["--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--uts", "--ipc", "--net", "--"])
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--mount-proc",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--",
+            ])
             .arg("bash")
             .arg(BOOT_SCRIPT)
             .arg(state.path())
             .stdin(Stdio::null())
             .stdout(console.try_clone().unwrap())
-            .stderr(console)
-            .spawn()
-            .expect("spawning unshare");
+            .stderr(console);
+        // Should the test's thread (and so the test process) die before Drop runs, the kernel
+        // kills unshare, and with it (--kill-child) the whole machine: nothing outlives the test.
+        // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
+        unsafe {
+            unshare.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let unshare = unshare.spawn().expect("spawning unshare");
         let children = format!("/proc/{0}/task/{0}/children", unshare.id());
         let console_log = state.path().join("console.log");
         // From here on, Drop powers the machine off (or kills it) whatever happens.
-        let mut machine = Machine { unshare, pid: 0, state };
-        machine.pid = wait_until("systemd to start in the namespaces", MACHINE_DEADLINE, || {
-            if let Some(status) = machine.unshare.try_wait().unwrap() {
-                let log = fs::read_to_string(&console_log).unwrap_or_default();
-                panic!("the boot script exited ({status}) before systemd started:\n{log}");
-            }
-            let pid: u32 = fs::read_to_string(&children).ok()?.trim().parse().ok()?;
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            (comm.trim() == "systemd").then_some(pid)
-        });
+        let mut machine = Machine {
+            unshare,
+            pid: 0,
+            state,
+        };
+        machine.pid = wait_until(
+            "systemd to start in the namespaces",
+            MACHINE_DEADLINE,
+            || {
+                if let Some(status) = machine.unshare.try_wait().unwrap() {
+                    let log = fs::read_to_string(&console_log).unwrap_or_default();
+                    panic!("the boot script exited ({status}) before systemd started:\n{log}");
+                }
+                let pid: u32 = fs::read_to_string(&children).ok()?.trim().parse().ok()?;
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                (comm.trim() == "systemd").then_some(pid)
+            },
+        );
         wait_until("systemd to finish booting", MACHINE_DEADLINE, || {
-            let out = machine.command("systemctl").arg("is-system-running").output().unwrap();
+            let out = machine
+                .command("systemctl")
+                .arg("is-system-running")
+                .output()
+                .unwrap();
             let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
             matches!(state.as_str(), "running" | "degraded").then_some(())
         });
@@ -102,9 +153,17 @@ impl Machine {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--target={}", self.pid))
             .args(["--mount", "--pid", "--uts", "--ipc", "--net", "--"])
-            .args(["timeout", "--kill-after=5", &MACHINE_DEADLINE.as_secs().to_string(), program])
+            .args([
+                "timeout",
+                "--kill-after=5",
+                &MACHINE_DEADLINE.as_secs().to_string(),
+                program,
+            ])
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("LANG", "C.UTF-8")
             .env("SYSTEMD_PAGER", "")
             .env("SYSTEMD_COLORS", "0")
@@ -114,13 +173,22 @@ impl Machine {
 
     /// Runs `program args` inside and returns what it did, successful or not.
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program).args(args).output().expect("spawning nsenter")
+        self.command(program)
+            .args(args)
+            .output()
+            .expect("spawning nsenter")
     }
 
     /// Runs `program args` inside, asserts it succeeded and returns its stdout.
     pub fn ok(&self, program: &str, args: &[&str]) -> String {
         let out = self.run(program, args);
-        assert!(out.status.success(), "`{program} {}` failed ({}):\n{}", args.join(" "), out.status, describe(&out));
+        assert!(
+            out.status.success(),
+            "`{program} {}` failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            describe(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -130,7 +198,9 @@ impl Machine {
 
     /// `systemctl show -p PROPERTY --value UNIT`.
     pub fn show(&self, unit: &str, property: &str) -> String {
-        self.ok("systemctl", &["show", "-p", property, "--value", unit]).trim().to_string()
+        self.ok("systemctl", &["show", "-p", property, "--value", unit])
+            .trim()
+            .to_string()
     }
 
     /// The unit's main pid inside the machine; panics when it has none.
@@ -180,7 +250,8 @@ impl Machine {
 
     /// A UDP socket bound to 127.0.0.1 on the machine's loopback, on a free port.
     pub fn bind_udp(&self) -> UdpSocket {
-        self.in_network(|| UdpSocket::bind("127.0.0.1:0")).expect("binding UDP in the machine")
+        self.in_network(|| UdpSocket::bind("127.0.0.1:0"))
+            .expect("binding UDP in the machine")
     }
 
     /// Runs `make` in a thread that joined the machine's network namespace. setns(2) moves only
@@ -204,12 +275,20 @@ impl Machine {
         if let Some(unit) = unit {
             args.extend(["-u", unit]);
         }
-        self.ok("journalctl", &args).lines().map(JournalEntry::parse).collect()
+        self.ok("journalctl", &args)
+            .lines()
+            .map(JournalEntry::parse)
+            .collect()
     }
 
     /// Waits until the journal holds an entry matching `matches`; returns it. journald reads
     /// the services' output asynchronously, so what a service just printed may not be there yet.
-    pub fn wait_for_journal(&self, unit: Option<&str>, what: &str, matches: impl Fn(&JournalEntry) -> bool) -> JournalEntry {
+    pub fn wait_for_journal(
+        &self,
+        unit: Option<&str>,
+        what: &str,
+        matches: impl Fn(&JournalEntry) -> bool,
+    ) -> JournalEntry {
         wait_until(&format!("journal entry: {what}"), MACHINE_DEADLINE, || {
             self.journal(unit).into_iter().find(|e| matches(e))
         })
@@ -227,7 +306,10 @@ impl Drop for Machine {
         }
         // A process nsenter put into the pid namespace would hold up systemd-shutdown (it waits
         // for every process it signalled); none is left running, and there is a deadline anyway.
-        let _ = self.command("systemctl").args(["--no-block", "poweroff"]).output();
+        let _ = self
+            .command("systemctl")
+            .args(["--no-block", "poweroff"])
+            .output();
         let end = Instant::now() + POWEROFF_DEADLINE;
         while Instant::now() < end && matches!(self.unshare.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(20));
@@ -302,7 +384,11 @@ impl JournalEntry {
             serde_json::Value::String(s) => s.clone(),
             // journald gives messages that are not valid UTF-8 as arrays of bytes.
             serde_json::Value::Array(bytes) => {
-                let bytes: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
+                let bytes: Vec<u8> = bytes
+                    .iter()
+                    .filter_map(|b| b.as_u64())
+                    .map(|b| b as u8)
+                    .collect();
                 String::from_utf8_lossy(&bytes).into_owned()
             }
             _ => String::new(),

@@ -27,7 +27,11 @@ const CONFFILES: &[&str] = &["/etc/logrotate.d/logsinkd", "/etc/logsinkd/logsink
 /// Builds the .deb into `dir` with `cargo deb`, in a target directory of its own so that the
 /// release build never waits for the lock of the build running these tests.
 fn build_deb(dir: &Path) -> PathBuf {
-    let target_dir = Path::new(env!("CARGO_BIN_EXE_logsinkd")).ancestors().nth(2).unwrap().join("deb-test");
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_logsinkd"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .join("deb-test");
     let deb = dir.join("logsinkd.deb");
     let out = Command::new(env!("CARGO"))
         .args(["deb", "--fast", "--output"])
@@ -36,23 +40,28 @@ fn build_deb(dir: &Path) -> PathBuf {
         .env("CARGO_TARGET_DIR", &target_dir)
         .output()
         .expect("running cargo deb");
-    assert!(out.status.success(), "cargo deb failed:\n{}", describe(&out));
+    assert!(
+        out.status.success(),
+        "cargo deb failed:\n{}",
+        describe(&out)
+    );
     deb
 }
 
 fn cargo_deb_missing() -> bool {
-    let out = Command::new(env!("CARGO")).args(["deb", "--version"]).output();
+    let out = Command::new(env!("CARGO"))
+        .args(["deb", "--version"])
+        .output();
     !out.is_ok_and(|o| o.status.success())
 }
 
-/// `cargo deb` builds a package whose `dpkg -c` lists the binary, man page, units, drop-in,
-/// config and logrotate file, the /etc files as conffiles; installed with dpkg under a real
-/// systemd it enables and starts logsinkd.service (and not the socket), and purging it stops
-/// the service and removes its files and logs.
+/// The .deb lists its files; dpkg -i enables and starts the service; purge removes it all.
 #[test]
 fn deb_lists_its_files_and_installs_as_a_running_service() {
     if cargo_deb_missing() {
-        eprintln!("skipping deb_lists_its_files_and_installs_as_a_running_service: cargo-deb is not installed (cargo install cargo-deb --locked)");
+        eprintln!(
+            "skipping deb_lists_its_files_and_installs_as_a_running_service: cargo-deb is not installed (cargo install cargo-deb --locked)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -61,13 +70,30 @@ fn deb_lists_its_files_and_installs_as_a_running_service() {
     let listing = Command::new("dpkg").arg("-c").arg(&deb).output().unwrap();
     assert!(listing.status.success(), "{}", describe(&listing));
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    let paths: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().nth(5)).collect();
+    let paths: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
     for expected in PACKAGED {
-        assert!(paths.contains(expected), "dpkg -c lacks {expected}:\n{listing}");
+        assert!(
+            paths.contains(expected),
+            "dpkg -c lacks {expected}:\n{listing}"
+        );
     }
-    let binary = listing.lines().find(|l| l.ends_with(" ./usr/bin/logsinkd")).unwrap();
-    assert!(binary.starts_with("-rwxr-xr-x root/root") || binary.starts_with("-rwxr-xr-x 0/0"), "{binary}");
-    let conffiles = Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles").output().unwrap();
+    let binary = listing
+        .lines()
+        .find(|l| l.ends_with(" ./usr/bin/logsinkd"))
+        .unwrap();
+    assert!(
+        binary.starts_with("-rwxr-xr-x root/root") || binary.starts_with("-rwxr-xr-x 0/0"),
+        "{binary}"
+    );
+    let conffiles = Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(&deb)
+        .arg("conffiles")
+        .output()
+        .unwrap();
     let conffiles = String::from_utf8_lossy(&conffiles.stdout).into_owned();
     let mut listed: Vec<&str> = conffiles.lines().map(str::trim).collect();
     listed.sort_unstable();
@@ -89,14 +115,31 @@ fn deb_lists_its_files_and_installs_as_a_running_service() {
     assert_eq!(machine.show("logsinkd.service", "ActiveState"), "active");
     assert_eq!(machine.show("logsinkd.socket", "UnitFileState"), "disabled");
     assert_eq!(machine.show("logsinkd.socket", "ActiveState"), "inactive");
-    machine.connect(ADDR).write_all(b"from the installed package\n").unwrap();
+    machine
+        .connect(ADDR)
+        .write_all(b"from the installed package\n")
+        .unwrap();
     let records = super::wait_for_records(&machine, LOG, 1);
     assert_eq!(split_record(&records[0]).2, "from the installed package");
-    assert!(machine.ok("man", &["-w", "logsinkd"]).trim().ends_with("/man8/logsinkd.8.gz"));
+    assert!(
+        machine
+            .ok("man", &["-w", "logsinkd"])
+            .trim()
+            .ends_with("/man8/logsinkd.8.gz")
+    );
 
     machine.ok("dpkg", &["--purge", "logsinkd"]);
     assert_eq!(machine.show("logsinkd.service", "ActiveState"), "inactive");
-    for gone in ["/usr/bin/logsinkd", "/usr/lib/systemd/system/logsinkd.service", "/etc/logsinkd", "/var/log/logsinkd", "/var/log/private/logsinkd"] {
-        assert!(!machine.path(gone).exists(), "{gone} is still there after purge");
+    for gone in [
+        "/usr/bin/logsinkd",
+        "/usr/lib/systemd/system/logsinkd.service",
+        "/etc/logsinkd",
+        "/var/log/logsinkd",
+        "/var/log/private/logsinkd",
+    ] {
+        assert!(
+            !machine.path(gone).exists(),
+            "{gone} is still there after purge"
+        );
     }
 }

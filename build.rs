@@ -1,17 +1,19 @@
 //! Renders the logsinkd(8) man page from the command line definition in `src/cli.rs`, so the page
 //! and `--help` can never disagree: there is one definition and nothing is hand-maintained.
 //!
-//! The page is written to `$OUT_DIR/logsinkd.8`, where build outputs belong, and copied to
-//! `man/logsinkd.8` in the profile's directory (`target/release/man/logsinkd.8`): that path does
-//! not depend on the build script's hash, so `cargo deb` can package it and the tests can find it
-//! next to the binary.
+//! The page is written to `$OUT_DIR/logsinkd.8`, where build outputs belong, and to `man/` in
+//! the profile's directory (`target/release/man/`) as `logsinkd.8` and, gzipped as Debian policy
+//! wants (`gzip -9n`), `logsinkd.8.gz`. Those paths do not depend on the build script's hash, so
+//! `cargo deb` can package the page and the tests can find it next to the binary. cargo-deb gzips
+//! man pages itself, but not files under `target/`, hence the `.gz` made here.
 
 use std::env;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
+use flate2::{Compression, GzBuilder};
 
 /// The CLI module itself, compiled a second time for the build script. `#[path]` rather than
 /// `include!`, so that its `//!` docs stay legal. Its fields are only read by the daemon.
@@ -36,6 +38,7 @@ fn main() -> io::Result<()> {
         let man_dir = profile_dir.join("man");
         fs::create_dir_all(&man_dir)?;
         write_if_changed(&man_dir.join("logsinkd.8"), &page)?;
+        write_if_changed(&man_dir.join("logsinkd.8.gz"), &gzip(&page)?)?;
     }
     Ok(())
 }
@@ -46,7 +49,10 @@ fn render() -> io::Result<Vec<u8>> {
     let command = cli::Cli::command();
     // No date, so that the page is reproducible; it must still be a non-empty argument to .TH,
     // since an empty one is dropped and the source and manual names would move into its place.
-    let man = clap_mangen::Man::new(command).section(SECTION).date(" ").manual("System Administration");
+    let man = clap_mangen::Man::new(command)
+        .section(SECTION)
+        .date(" ")
+        .manual("System Administration");
     let mut page = Vec::new();
     man.render_title(&mut page)?;
     man.render_name_section(&mut page)?;
@@ -93,6 +99,15 @@ Daily and size\-based rotation; reopens the output with \fBsystemctl reload\fR.
 .SH "SEE ALSO"
 systemctl(1), systemd.exec(5), logrotate(8), syslog(3)
 "#;
+
+/// `gzip -9n`: no file name and no time stamp in the header, so the same page gives the same bytes.
+fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::best());
+    encoder.write_all(data)?;
+    encoder.finish()
+}
 
 /// Rewrites `path` only when its content differs, so that its modification time stays put and
 /// nothing that depends on it is redone.
