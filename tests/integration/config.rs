@@ -4,74 +4,58 @@ use std::process::Command;
 
 use crate::util::*;
 
-/// `--check-config` on a broken config names the file and the key, exit 1.
-#[test]
-fn check_config_names_the_key() {
+/// Runs logsinkd with `text` as its config file `name` and `args`; returns the exit code,
+/// stdout and stderr.
+fn with_config(name: &str, text: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let dir = temp_dir();
-    let conf = dir.path().join("bad.toml");
-    std::fs::write(
-        &conf,
-        "listen = [\"127.0.0.1:5140\"]\nmax_line = \"huge\"\n",
-    )
-    .unwrap();
+    let conf = dir.path().join(name);
+    std::fs::write(&conf, text).unwrap();
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&conf)
-        .arg("--check-config")
+        .args(args)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `--check-config` on a broken config names the file and the key, exit 1.
+#[test]
+fn check_config_names_the_key() {
+    let (code, _, stderr) = with_config(
+        "bad.toml",
+        "listen = [\"127.0.0.1:5140\"]\nmax_line = \"huge\"\n",
+        &["--check-config"],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("bad.toml") && stderr.contains("key `max_line`"),
         "{stderr}"
     );
 
-    std::fs::write(&conf, "lisen = [\"127.0.0.1:5140\"]\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&conf)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let (code, _, stderr) = with_config(
+        "bad.toml",
+        "lisen = [\"127.0.0.1:5140\"]\n",
+        &["--check-config"],
+    );
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("unknown key `lisen`"), "{stderr}");
 
-    std::fs::write(&conf, "format = \"json\"\noutput = [1]\n").unwrap();
-    let out = Command::new(BIN).arg("-c").arg(&conf).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a bad config at start is a usage error"
-    );
+    let (code, _, stderr) = with_config("bad.toml", "format = \"json\"\noutput = [1]\n", &[]);
+    assert_eq!(code, Some(2), "a bad config at start is a usage error");
     assert!(stderr.contains("key `output`"), "{stderr}");
 }
 
 /// `--check-config` prints the effective settings; the command line wins over the file.
 #[test]
 fn check_config_prints_effective_settings() {
-    let dir = temp_dir();
-    let conf = dir.path().join("good.toml");
-    std::fs::write(
-        &conf,
+    let (code, stdout, stderr) = with_config(
+        "good.toml",
         "format = \"json\"\nmax_line = \"8K\"\nidle_timeout = 30\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&conf)
-        .args(["--check-config", "--format", "raw", "-l", "[::1]:9"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &["--check-config", "--format", "raw", "-l", "[::1]:9"],
     );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("format = \"raw\""), "{stdout}");
     assert!(stdout.contains("max_line = 8192"), "{stdout}");
     assert!(stdout.contains("listen = [\"[::1]:9\"]"), "{stdout}");

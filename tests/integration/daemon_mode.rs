@@ -153,8 +153,7 @@ fn pid_file_is_locked() {
 /// As root, --user/--group drop privileges after binding and opening the output.
 #[test]
 fn drops_privileges() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_for("switch users") {
         return;
     }
     let dir = temp_dir();
@@ -173,8 +172,7 @@ fn drops_privileges() {
 /// Running as root without --user draws a warning.
 #[test]
 fn warns_when_root() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_for("see the warning for root") {
         return;
     }
     let dir = temp_dir();

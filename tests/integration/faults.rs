@@ -9,35 +9,13 @@ use crate::util::*;
 /// Disk full on a small tmpfs mounted in the daemon's own mount namespace.
 #[test]
 fn disk_full_pushes_back_and_recovers() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a tmpfs in a private mount namespace");
+    if !root_for("mount a tmpfs in a private mount namespace") {
         return;
     }
     let dir = temp_dir();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    // In a private mount namespace: a 32 MiB tmpfs, nearly filled before the daemon starts.
-    let script = "mount -t tmpfs -o size=32m logsinkd-test \"$0\" && \
-                  head -c 33292288 /dev/zero > \"$0/filler\" && exec \"$@\"";
+    // 32 MiB with 256 KiB left: less than the 15 MB the client sends.
+    let (mut d, small) = start_on_small_tmpfs(dir.path(), 32, 256 * 1024, &["--format", "raw"]);
     let small_s = small.to_str().unwrap();
-    let out = small.join("out.log");
-    let mut d = DaemonBuilder::wrapped(
-        dir.path(),
-        &[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            small_s,
-        ],
-    )
-    .arg("--output")
-    .arg(&out)
-    .args(["--format", "raw"])
-    .start();
     // The test sees the daemon's tmpfs through its root directory.
     let pid = d.pid();
     let inside = |name: &str| std::path::PathBuf::from(format!("/proc/{pid}/root{small_s}/{name}"));
@@ -72,35 +50,48 @@ fn disk_full_pushes_back_and_recovers() {
 /// was lost (exit 1), rather than pretending success.
 #[test]
 fn shutdown_with_full_disk_reports_loss() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_for("mount a tmpfs in a private mount namespace") {
         return;
     }
     let dir = temp_dir();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let script = "mount -t tmpfs -o size=1m logsinkd-test \"$0\" && \
-                  head -c 1048576 /dev/zero > \"$0/filler\"; exec \"$@\"";
-    let out = small.join("out.log");
-    let mut d = DaemonBuilder::wrapped(
-        dir.path(),
-        &[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            small.to_str().unwrap(),
-        ],
-    )
-    .arg("--output")
-    .arg(&out)
-    .start();
+    let (mut d, _) = start_on_small_tmpfs(dir.path(), 1, 0, &[]);
     send(d.addr, b"cannot be written\n");
     d.log.wait_for("No space left on device");
     let status = d.stop_within(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1));
     d.log.wait_for("bytes unwritten");
+}
+
+/// Starts the daemon in a private mount namespace whose `dir/small` is a tmpfs of `size_mb`
+/// MiB with only `room` bytes free, writing to `small/out.log`. The test reaches the files
+/// through `/proc/PID/root`.
+fn start_on_small_tmpfs(
+    dir: &std::path::Path,
+    size_mb: u64,
+    room: u64,
+    args: &[&str],
+) -> (Daemon, std::path::PathBuf) {
+    let small = dir.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size={size_mb}m logsinkd-test \"$0\" && \
+         head -c {} /dev/zero > \"$0/filler\"; exec \"$@\"",
+        (size_mb << 20) - room
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        small.to_str().unwrap(),
+    ];
+    let d = DaemonBuilder::wrapped(dir, &wrapper)
+        .arg("--output")
+        .arg(small.join("out.log"))
+        .args(args)
+        .start();
+    (d, small)
 }

@@ -63,21 +63,7 @@ fn sd_notify_protocol() {
 fn journal_priority_prefixes() {
     let dir = temp_dir();
     let err_path = dir.path().join("stderr.txt");
-    let err = std::fs::File::create(&err_path).unwrap();
-    let meta = err.metadata().unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args([
-            "--foreground",
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "missing-dir/x.log",
-        ])
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .unwrap();
+    let mut child = spawn_on_journal(dir.path(), &err_path, "missing-dir/x.log");
     let status = wait_until("exit", Duration::from_secs(10), || {
         child.try_wait().unwrap()
     });
@@ -85,21 +71,7 @@ fn journal_priority_prefixes() {
     let text = std::fs::read_to_string(&err_path).unwrap();
     assert!(text.starts_with("<3>opening "), "{text}");
 
-    let err = std::fs::File::create(&err_path).unwrap();
-    let meta = err.metadata().unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args([
-            "--foreground",
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "x.log",
-        ])
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .unwrap();
+    let mut child = spawn_on_journal(dir.path(), &err_path, "x.log");
     wait_until("listening line", DEADLINE, || {
         std::fs::read_to_string(&err_path)
             .unwrap()
@@ -114,4 +86,28 @@ fn journal_priority_prefixes() {
             .unwrap()
             .contains("<6>stopped: ")
     );
+}
+
+/// Starts the daemon with stderr on the file `err_path` and `JOURNAL_STREAM` naming that file,
+/// as systemd does with the journal's stream socket.
+fn spawn_on_journal(
+    dir: &std::path::Path,
+    err_path: &std::path::Path,
+    output: &str,
+) -> std::process::Child {
+    let err = std::fs::File::create(err_path).unwrap();
+    let meta = err.metadata().unwrap();
+    Command::new(BIN)
+        .current_dir(dir)
+        .args([
+            "--foreground",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            output,
+        ])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap()
 }

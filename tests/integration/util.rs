@@ -305,6 +305,14 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// For a test that needs root: false (after saying why the test is skipped) when not root.
+pub fn root_for(what: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipped: needs root to {what}");
+    }
+    is_root()
+}
+
 /// Bytes waiting unread in the receive queue of the daemon's side of a TCP connection
 /// (from /proc/net/tcp): a growing queue shows the daemon has stopped reading.
 pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> {

@@ -20,17 +20,7 @@ fn socket_activation_records_first_client() {
     let Some(machine) = boot_with_package("socket_activation_records_first_client") else {
         return;
     };
-    machine.ok(
-        "install",
-        &[
-            "-D",
-            "-m",
-            "0644",
-            "/usr/share/logsinkd/socket-activation.conf",
-            ACTIVATION_DROP_IN,
-        ],
-    );
-    machine.ok("systemctl", &["daemon-reload"]);
+    install_activation_drop_in(&machine);
     let pid = activate_by_first_client(&machine);
     assert_ne!(
         netns(&machine, pid),
@@ -200,17 +190,7 @@ fn installed_units_verify_clean() {
         );
     };
     verify("the units as shipped");
-    machine.ok(
-        "install",
-        &[
-            "-D",
-            "-m",
-            "0644",
-            "/usr/share/logsinkd/socket-activation.conf",
-            ACTIVATION_DROP_IN,
-        ],
-    );
-    machine.ok("systemctl", &["daemon-reload"]);
+    install_activation_drop_in(&machine);
     verify("with the socket-activation drop-in");
     let exposure = parse_exposure(&machine.ok(
         "systemd-analyze",
@@ -267,4 +247,19 @@ fn exposure_scores_meet_targets() {
         "socket-activated logsinkd.service: exposure {activated}"
     );
     eprintln!("exposure: logsinkd.service {standalone}, socket-activated {activated}");
+}
+
+/// Installs the shipped socket-activation drop-in as the README says, and reloads systemd.
+fn install_activation_drop_in(machine: &Machine) {
+    machine.ok(
+        "install",
+        &[
+            "-D",
+            "-m",
+            "0644",
+            "/usr/share/logsinkd/socket-activation.conf",
+            ACTIVATION_DROP_IN,
+        ],
+    );
+    machine.ok("systemctl", &["daemon-reload"]);
 }
