@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mio::net::TcpListener;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
@@ -26,8 +25,9 @@ use slab::Slab;
 use crate::connection::{Connection, Status};
 use crate::diag::{error, info, warning};
 use crate::notify::Notifier;
+use crate::output_health::{self, FLUSH_AT, HIGH_WATER, OutputHealth};
 use crate::recorder::Recorder;
-use crate::sink::{Sink, SinkError};
+use crate::sink::Sink;
 
 /// Most listening sockets (each needs its own token below the clients').
 pub const MAX_LISTENERS: usize = 64;
@@ -50,46 +50,16 @@ fn client_key(token: Token) -> usize {
 const READ_BUF: usize = 64 * 1024;
 /// Reads one connection gets per turn before the next ready connection is served.
 const READ_BUDGET: usize = 16;
-/// Output backlog at which a busy loop writes out mid-iteration, so the batch stays about
-/// this size however much the clients send at once.
-const FLUSH_AT: usize = 1 << 20;
-/// Output backlog at which reading from clients pauses until a failing output takes data
-/// again.
-pub const HIGH_WATER: usize = 8 << 20;
 /// Events taken per poll.
 const EVENTS: usize = 1024;
 /// Pause before accepting again after an accept error such as EMFILE: no busy loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// Back-off between attempts to write to a failing output.
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(5);
-/// Retry interval while a receiver is there but briefly takes no more (EAGAIN), should its
-/// socket's writability event not come.
-const BUSY_RETRY: Duration = Duration::from_millis(50);
-/// How long a receiver may stay busy before that is logged.
-const BUSY_GRACE: Duration = Duration::from_secs(1);
-/// How long shutdown keeps trying to write out what it holds if the output fails.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
-
 /// Settings the loop needs beyond its resources.
 pub struct Settings {
     pub max_connections: usize,
     pub idle_timeout: Option<Duration>,
     /// The output as named in messages.
     pub target: String,
-}
-
-/// State of the output while writes fail: one episode lasts until a flush succeeds.
-#[derive(Default)]
-struct OutputHealth {
-    /// When to try again.
-    retry_at: Option<Instant>,
-    /// The current back-off after failures (doubling from RETRY_MIN to RETRY_MAX).
-    backoff: Duration,
-    /// When the episode began.
-    since: Option<Instant>,
-    /// The episode was logged.
-    logged: bool,
 }
 
 pub struct Server {
@@ -195,7 +165,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.take_signals(&mut reopen, &mut stop),
-                    OUTPUT => self.output.retry_at = None,
+                    OUTPUT => self.output.wake(),
                     Token(t) if t < FIRST_CLIENT => self.accept_all(t - FIRST_LISTENER, now),
                     token => self.mark_readable(client_key(token)),
                 }
@@ -222,7 +192,7 @@ impl Server {
         let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
         [
             self.accept_paused_until,
-            self.output.retry_at,
+            self.output.retry_at(),
             idle,
             notify_at,
         ]
@@ -353,7 +323,7 @@ impl Server {
             }
             // A healthy output is written out every FLUSH_AT; a failing one holds up to
             // HIGH_WATER before reading stops.
-            let limit = if self.output.retry_at.is_some() {
+            let limit = if self.output.failing() {
                 HIGH_WATER
             } else {
                 FLUSH_AT
@@ -426,65 +396,19 @@ impl Server {
         }
     }
 
-    /// Writes out the batch of this iteration. A failure is logged once per episode, then
-    /// retried with back-off; the records stay queued in order.
+    /// Writes out the batch of this iteration (see output_health.rs).
     fn flush_output(&mut self, now: Instant) {
-        if self.recorder.sink.backlog() == 0 || self.output.retry_at.is_some_and(|at| at > now) {
-            return;
-        }
-        let health = &mut self.output;
-        match self.recorder.sink.flush() {
-            Ok(()) => {
-                if health.logged {
-                    info!(
-                        "output {} takes data again; everything held was written",
-                        self.settings.target
-                    );
-                }
-                *health = OutputHealth::default();
-            }
-            Err(SinkError::Busy(e)) => {
-                // Not an error yet: a receiver may be briefly behind. Said once it lasts.
-                // The socket's writability wakes the loop (a local syslog daemon's datagram
-                // queue holds only net.unix.max_dgram_qlen messages, 10 by default);
-                // BUSY_RETRY is the fallback.
-                if let Some(fd) = self.recorder.sink.raw_fd() {
-                    let registry = self.poll.registry();
-                    let mut source = SourceFd(&fd);
-                    // The fd may be new (reconnected) or already watched.
-                    if registry
-                        .register(&mut source, OUTPUT, Interest::WRITABLE)
-                        .is_err()
-                    {
-                        let _ = registry.reregister(&mut source, OUTPUT, Interest::WRITABLE);
-                    }
-                }
-                let since = *health.since.get_or_insert(now);
-                health.retry_at = Some(now + BUSY_RETRY);
-                if !health.logged && now - since >= BUSY_GRACE {
-                    health.logged = true;
-                    warning!(
-                        "{e:#}; holding {} bytes (reading from clients pauses at {} MiB held)",
-                        self.recorder.sink.backlog(),
-                        HIGH_WATER >> 20
-                    );
-                }
-            }
-            Err(SinkError::Failed(e)) => {
-                self.recorder.stats.errors += 1;
-                health.since.get_or_insert(now);
-                if !health.logged {
-                    health.logged = true;
-                    error!(
-                        "{e:#}; holding {} bytes and retrying (reading from clients pauses at {} MiB held)",
-                        self.recorder.sink.backlog(),
-                        HIGH_WATER >> 20
-                    );
-                }
-                health.backoff = (health.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
-                health.retry_at = Some(now + health.backoff);
-            }
-        }
+        let registry = self.poll.registry();
+        let recorder = &mut self.recorder;
+        let target = &self.settings.target;
+        self.output.flush(
+            &mut recorder.sink,
+            target,
+            registry,
+            OUTPUT,
+            &mut recorder.stats,
+            now,
+        );
     }
 
     /// SIGHUP: open the output anew (after logrotate moved it away).
@@ -521,28 +445,9 @@ impl Server {
         }
         self.conns.clear();
         self.recorder.stats.open = 0;
-        let deadline = Instant::now() + SHUTDOWN_FLUSH;
-        let mut backoff = BUSY_RETRY;
-        while let Err(e) = self.recorder.sink.flush() {
-            if Instant::now() + backoff > deadline {
-                error!(
-                    "{:#}; giving up with {} bytes unwritten",
-                    e.error(),
-                    self.recorder.sink.backlog()
-                );
-                break;
-            }
-            // Nothing else is left to do but wait for the output.
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_millis(200));
-        }
-        if let Err(e) = self.recorder.sink.sync() {
-            error!("{e:#}");
-        }
+        let unwritten = output_health::flush_before_exit(&mut self.recorder.sink);
         info!("stopped: {}", self.recorder.stats);
-        Summary {
-            unwritten: self.recorder.sink.backlog(),
-        }
+        Summary { unwritten }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod event_loop;
 pub mod line_buffer;
 pub mod listen;
 pub mod notify;
+pub mod output_health;
 pub mod record;
 pub mod recorder;
 pub mod sink;

@@ -6,6 +6,7 @@
 
 mod file;
 mod syslog;
+mod syslog_addr;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use anyhow::{Result, bail};
 
 use crate::record::Format;
 pub use file::FileSink;
-pub use syslog::{SyslogAddr, SyslogSink};
+pub use syslog::SyslogSink;
+pub use syslog_addr::SyslogAddr;
 
 /// An output as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]

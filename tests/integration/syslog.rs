@@ -269,3 +269,54 @@ fn syslog_receiver_restart_loses_nothing() {
         );
     }
 }
+
+/// SIGTERM while the syslog receiver is stalled with messages queued: the daemon waits on the
+/// receiver's socket and delivers every message before exiting 0.
+#[test]
+fn shutdown_waits_for_a_busy_receiver() {
+    let dir = temp_dir();
+    let Some(rs) = Rsyslogd::start(dir.path()) else {
+        return;
+    };
+    let target = format!("syslog:{}", rs.socket.display());
+    let mut d = DaemonBuilder::new(dir.path())
+        .args(["--output", &target])
+        .output(&target)
+        .start();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(rs.child.id() as i32, libc::SIGSTOP) };
+    let count = 3000;
+    let (_, writer) = stream_numbered(d.addr, count);
+    writer.join().unwrap();
+    wait_until("all lines read", DEADLINE, || {
+        d.signal(libc::SIGUSR1);
+        let stats = d
+            .log
+            .all()
+            .into_iter()
+            .rev()
+            .find(|l| l.contains("stats:"))?;
+        stats.contains(&format!("lines={count}")).then_some(())
+    });
+    d.signal(libc::SIGTERM);
+    // SAFETY: as above.
+    unsafe { libc::kill(rs.child.id() as i32, libc::SIGCONT) };
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let got = wait_until("every message at rsyslogd", DEADLINE, || {
+        let text = std::fs::read_to_string(&rs.received).unwrap_or_default();
+        (text.lines().count() as u64 >= count).then_some(text)
+    });
+    let lines: Vec<&str> = got
+        .lines()
+        .map(|l| {
+            l.splitn(4, '|')
+                .nth(3)
+                .unwrap()
+                .trim_start()
+                .split_once(' ')
+                .unwrap()
+                .1
+        })
+        .collect();
+    assert_numbered(&[lines.join("\n") + "\n"], count, true);
+}
