@@ -253,3 +253,17 @@ impl DaemonBuilder {
         })
     }
 }
+
+/// `--backlog` sets the listen backlog (what `ss` shows as Send-Q of a listening socket).
+#[test]
+fn backlog_is_configurable() {
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--backlog", "7"]);
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", d.addr.port())])
+        .output()
+        .expect("ss from iproute2");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let send_q: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(send_q.get(2), Some(&"7"), "ss: {text}");
+}
