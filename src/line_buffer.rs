@@ -18,23 +18,71 @@ pub struct LineBuffer {
 /// Capacity above which an emptied buffer gives its memory back, so idle connections stay small.
 const KEEP_CAPACITY: usize = 4096;
 
+/// What `push_pieces` hands out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// One record.
+    Line(&'a [u8]),
+    /// Whole lines exactly as received, each with its LF, that need no change to be records:
+    /// none holds a CR, none is longer than `max_line`. Each line is one record.
+    Lines(&'a [u8]),
+}
+
 impl LineBuffer {
     /// Frames `data` (the next bytes of the stream), calling `emit` for every record completed.
-    pub fn push(&mut self, mut data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
-        // Finish the line carried over from earlier reads first.
-        if !self.partial.is_empty() || self.continued {
-            match memchr::memchr(b'\n', data) {
-                Some(end) => {
-                    self.append(&data[..end], max_line, emit);
-                    self.finish_line(emit);
-                    data = &data[end + 1..];
-                }
-                None => {
-                    self.append(data, max_line, emit);
-                    return;
-                }
+    pub fn push(&mut self, data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
+        if let Some(data) = self.carry_over(data, max_line, emit) {
+            self.push_whole(data, max_line, emit);
+        }
+    }
+
+    /// Frames like `push` (the same records, in the same order), but hands the complete lines
+    /// of a read out as one `Piece::Lines` when none of them needs a change, so a consumer
+    /// that writes lines as they came (raw format) copies a whole read at once.
+    pub fn push_pieces(&mut self, data: &[u8], max_line: usize, emit: &mut impl FnMut(Piece)) {
+        let mut one = |line: &[u8]| emit(Piece::Line(line));
+        let Some(data) = self.carry_over(data, max_line, &mut one) else {
+            return;
+        };
+        if let Some(last) = memchr::memrchr(b'\n', data) {
+            let (lines, rest) = data.split_at(last + 1);
+            // Every line in `lines` is shorter than `lines`, LF included: no cut can fall inside.
+            if lines.len() <= max_line + 1 && memchr::memchr(b'\r', lines).is_none() {
+                emit(Piece::Lines(lines));
+                self.append(rest, max_line, &mut |line: &[u8]| emit(Piece::Line(line)));
+                self.release_if_idle();
+                return;
             }
         }
+        self.push_whole(data, max_line, &mut |line: &[u8]| emit(Piece::Line(line)));
+    }
+
+    /// Finishes the line carried over from earlier reads; returns the rest of `data`, or `None`
+    /// if all of it went into that line.
+    fn carry_over<'a>(
+        &mut self,
+        data: &'a [u8],
+        max_line: usize,
+        emit: &mut impl FnMut(&[u8]),
+    ) -> Option<&'a [u8]> {
+        if self.partial.is_empty() && !self.continued {
+            return Some(data);
+        }
+        match memchr::memchr(b'\n', data) {
+            Some(end) => {
+                self.append(&data[..end], max_line, emit);
+                self.finish_line(emit);
+                Some(&data[end + 1..])
+            }
+            None => {
+                self.append(data, max_line, emit);
+                None
+            }
+        }
+    }
+
+    /// Frames `data`, which starts at the beginning of a line.
+    fn push_whole(&mut self, data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
         // Lines wholly inside this read go out without a copy.
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', data) {
@@ -123,6 +171,28 @@ mod tests {
         out
     }
 
+    /// `frame` through `push_pieces`, each `Piece::Lines` expanded into its records.
+    fn frame_pieces(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = LineBuffer::default();
+        for chunk in chunks {
+            buf.push_pieces(chunk, max_line, &mut |piece| match piece {
+                Piece::Line(l) => out.push(l.to_vec()),
+                Piece::Lines(run) => {
+                    assert_eq!(run.last(), Some(&b'\n'));
+                    out.extend(
+                        run[..run.len() - 1]
+                            .split(|&b| b == b'\n')
+                            .map(<[u8]>::to_vec),
+                    );
+                }
+            });
+            assert!(buf.pending() <= max_line);
+        }
+        buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
+        out
+    }
+
     fn lines(v: &[&str]) -> Vec<Vec<u8>> {
         v.iter().map(|s| s.as_bytes().to_vec()).collect()
     }
@@ -152,6 +222,30 @@ mod tests {
         assert_eq!(
             frame(&[b"ab", b"cdefgh", b"i"], 3),
             lines(&["abc", "def", "ghi"])
+        );
+    }
+
+    /// Whole lines that need no change come out as one piece; a CR or a long line means one by one.
+    #[test]
+    fn pieces() {
+        let mut got = Vec::new();
+        let mut buf = LineBuffer::default();
+        let mut take = |data: &[u8], max_line: usize| {
+            buf.push_pieces(data, max_line, &mut |p| got.push(format!("{p:?}")));
+        };
+        take(b"ab\ncd\ne", 100);
+        take(b"f\ng\r\nh\n", 100);
+        take(b"xyz\n", 2);
+        assert_eq!(
+            got,
+            [
+                format!("{:?}", Piece::Lines(b"ab\ncd\n")),
+                format!("{:?}", Piece::Line(b"ef")),
+                format!("{:?}", Piece::Line(b"g")),
+                format!("{:?}", Piece::Line(b"h")),
+                format!("{:?}", Piece::Line(b"xy")),
+                format!("{:?}", Piece::Line(b"z")),
+            ]
         );
     }
 
@@ -221,6 +315,28 @@ mod tests {
             let got = frame(&chunks, max_line);
             proptest::prop_assert!(got.iter().all(|r| r.len() <= max_line));
             proptest::prop_assert_eq!(got, model(&data, max_line));
+        }
+
+        /// `push_pieces` gives exactly the records of `push`, whether or not whole reads fit.
+        #[test]
+        fn pieces_match_push(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b'b'), proptest::num::u8::ANY],
+                0..300,
+            ),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+            max_line in 1usize..400,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort();
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                chunks.push(&data[at..c]);
+                at = c;
+            }
+            chunks.push(&data[at..]);
+            proptest::prop_assert_eq!(frame_pieces(&chunks, max_line), frame(&chunks, max_line));
         }
     }
 }

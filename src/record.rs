@@ -71,25 +71,95 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
     out.push(b'\n');
 }
 
+/// Appends the records of `lines`: whole lines, each ending in LF, none holding a CR, all
+/// received at `time` from `peer`. The same bytes as `write_record` line by line, but the
+/// common case, a line of printable ASCII, costs one scan and two copies: the shared
+/// `time peer ` prefix, then the line with its LF straight from the read buffer.
+pub fn write_records(
+    format: Format,
+    out: &mut Vec<u8>,
+    time: &[u8],
+    peer: &[u8],
+    lines: &[u8],
+) -> u64 {
+    if format != Format::Default {
+        let (mut count, mut start) = (0, 0);
+        for end in memchr::memchr_iter(b'\n', lines) {
+            write_record(format, out, time, peer, &lines[start..end]);
+            start = end + 1;
+            count += 1;
+        }
+        return count;
+    }
+    let mut prefix = Vec::with_capacity(time.len() + peer.len() + 2);
+    prefix.extend_from_slice(time);
+    prefix.push(b' ');
+    prefix.extend_from_slice(peer);
+    prefix.push(b' ');
+    let (mut count, mut start) = (0, 0);
+    for end in memchr::memchr_iter(b'\n', lines) {
+        let line = &lines[start..end];
+        out.reserve(prefix.len() + line.len() + 1);
+        out.extend_from_slice(&prefix);
+        if plain_len(line) == line.len() {
+            out.extend_from_slice(&lines[start..=end]);
+        } else {
+            escape_into(out, line);
+            out.push(b'\n');
+        }
+        start = end + 1;
+        count += 1;
+    }
+    count
+}
+
 /// True for the bytes that pass through escaping unchanged on their own.
 #[inline]
 fn is_plain(b: u8) -> bool {
     (b' '..=b'~').contains(&b) && b != b'\\' || b == b'\t'
 }
 
+/// Bytes checked at once by `plain_len`: one SSE2/NEON register.
+const CHUNK: usize = 16;
+
+/// True if every byte of the chunk is printable ASCII other than `\`. Written without early
+/// exit so that the compiler turns it into a few vector compares; tabs (plain, but rare) are
+/// left to the byte-wise path.
+#[inline]
+fn chunk_is_printable(chunk: &[u8; CHUNK]) -> bool {
+    let mut special = 0u8;
+    for &b in chunk {
+        special |= (b.wrapping_sub(b' ') > b'~' - b' ') as u8 | (b == b'\\') as u8;
+    }
+    special == 0
+}
+
+/// Length of the longest prefix of `s` made of plain bytes.
+#[inline]
+fn plain_len(s: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..i + CHUNK) {
+        if chunk_is_printable(chunk.try_into().expect("CHUNK bytes")) {
+            i += CHUNK;
+            continue;
+        }
+        // Something in this chunk needs a closer look (it may only be a tab).
+        for &b in chunk {
+            if !is_plain(b) {
+                return i;
+            }
+            i += 1;
+        }
+    }
+    i + s[i..].iter().take_while(|&&b| is_plain(b)).count()
+}
+
 /// Appends `line` escaped (see the module comment).
 pub fn escape_into(out: &mut Vec<u8>, line: &[u8]) {
-    // The common case, a line of printable ASCII, is one copy.
-    if line.iter().all(|&b| is_plain(b)) {
-        out.extend_from_slice(line);
-        return;
-    }
     let mut rest = line;
-    while !rest.is_empty() {
-        let plain = rest
-            .iter()
-            .position(|&b| !is_plain(b))
-            .unwrap_or(rest.len());
+    loop {
+        // The common case, a whole line of printable ASCII, is one scan and one copy.
+        let plain = plain_len(rest);
         out.extend_from_slice(&rest[..plain]);
         rest = &rest[plain..];
         let Some(&b) = rest.first() else { break };
@@ -224,6 +294,60 @@ mod tests {
         assert_eq!(esc("grüße €".as_bytes()), "grüße €");
         assert_eq!(esc("csi \u{9b}".as_bytes()), "csi \\xc2\\x9b");
         assert_eq!(esc(b"nul\0cr\r"), "nul\\x00cr\\x0d");
+    }
+
+    /// The chunked scan escapes exactly like the byte-wise rule, wherever the special byte sits.
+    #[test]
+    fn escaping_any_position() {
+        fn bytewise(line: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for &b in line {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    _ if is_plain(b) => out.push(b),
+                    _ => hex_escape(&mut out, b),
+                }
+            }
+            out
+        }
+        for len in [0, 1, 15, 16, 17, 31, 32, 33, 99] {
+            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert_eq!(esc(&base).as_bytes(), base.as_slice());
+            for pos in 0..len {
+                for special in [b'\t', b'\\', 0x00, 0x1f, 0x7f, 0xff, b' ', b'~'] {
+                    let mut line = base.clone();
+                    line[pos] = special;
+                    assert_eq!(
+                        esc(&line).into_bytes(),
+                        bytewise(&line),
+                        "len {len} pos {pos} byte {special:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Records of a run of lines are exactly the records of its lines one by one.
+    #[test]
+    fn runs_match_single_records() {
+        let (t, p) = (
+            b"2026-11-23T21:05:01.123456Z".as_slice(),
+            b"192.0.2.7:51234".as_slice(),
+        );
+        let run: &[u8] =
+            b"plain\n\nesc\x1b[1m and \\ and \xff\nlonger line of printable text, 40 bytes\n";
+        for format in [Format::Default, Format::Raw, Format::Json] {
+            let (mut one, mut all) = (Vec::new(), Vec::new());
+            for line in run[..run.len() - 1].split(|&b| b == b'\n') {
+                write_record(format, &mut one, t, p, line);
+            }
+            assert_eq!(write_records(format, &mut all, t, p, run), 4);
+            assert_eq!(
+                String::from_utf8_lossy(&all),
+                String::from_utf8_lossy(&one),
+                "{format}"
+            );
+        }
     }
 
     /// Each format's exact shape.

@@ -1,7 +1,7 @@
 //! The path from received bytes to the output: frame them into lines (`line_buffer.rs`), stamp
 //! each with the receipt time and the peer, and queue the records in the sink.
 
-use crate::line_buffer::LineBuffer;
+use crate::line_buffer::{LineBuffer, Piece};
 use crate::record::Clock;
 use crate::sink::Sink;
 use crate::stats::Stats;
@@ -29,9 +29,13 @@ impl Recorder {
         self.stats.bytes += data.len() as u64;
         let time = self.clock.now();
         let (sink, count) = (&mut self.sink, &mut self.stats.lines);
-        lines.push(data, self.max_line, &mut |line: &[u8]| {
-            sink.record(time, peer, line);
-            *count += 1;
+        // The lines of a read that need no change come as one run, queued in one go.
+        lines.push_pieces(data, self.max_line, &mut |piece| match piece {
+            Piece::Line(line) => {
+                sink.record(time, peer, line);
+                *count += 1;
+            }
+            Piece::Lines(run) => *count += sink.record_lines(time, peer, run),
         });
     }
 

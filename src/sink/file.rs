@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::record::{Format, write_record};
+use crate::record::{Format, write_record, write_records};
 
 /// Initial buffer size: large enough that a busy daemon writes in big blocks.
 const BUF_CAPACITY: usize = 1 << 20;
@@ -49,6 +49,17 @@ impl FileSink {
     #[inline]
     pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
         write_record(self.format, &mut self.buf, time, peer, line);
+    }
+
+    /// Records whole lines that need no change (`Piece::Lines`: each ends in LF, none holds a
+    /// CR); returns how many. In raw format their records are the bytes as received, so they
+    /// are queued in one copy.
+    pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) -> u64 {
+        if self.format == Format::Raw {
+            self.buf.extend_from_slice(lines);
+            return memchr::memchr_iter(b'\n', lines).count() as u64;
+        }
+        write_records(self.format, &mut self.buf, time, peer, lines)
     }
 
     pub fn flush(&mut self) -> Result<()> {
