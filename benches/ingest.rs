@@ -1,0 +1,257 @@
+//! `cargo bench --bench ingest`: how fast logsinkd takes 100-byte lines over loopback TCP into
+//! a file, next to a reference server that only copies bytes (the ceiling) and rsyslogd.
+//!
+//! Each scenario opens C connections first, then sends N numbered lines on each as fast as the
+//! receiver takes them; the clock runs from the first byte sent until the output file holds
+//! every line. Then the receiver is stopped and its output verified line by line (see
+//! `ingest/verify.rs`); a run that fails verification is reported as FAILED, not timed. Every
+//! figure is the median of 3 runs. A latency scenario sends at a fixed rate instead and
+//! measures each line from send to in-file.
+//!
+//! Without `--bench` (that is, under `cargo test`) every scenario runs once at a tiny scale:
+//! a smoke test of the harness and of logsinkd's output, which must verify; speed is never
+//! asserted. Extra arguments filter: `cargo bench --bench ingest -- 16x raw` runs only the
+//! runs whose "scenario / receiver" contains every one of them; `--runs=N` changes the count.
+
+#[path = "ingest/lines.rs"]
+mod lines;
+#[path = "ingest/load.rs"]
+mod load;
+#[path = "ingest/receivers.rs"]
+mod receivers;
+#[path = "ingest/reference.rs"]
+mod reference;
+#[path = "ingest/report.rs"]
+mod report;
+#[path = "ingest/verify.rs"]
+mod verify;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use receivers::{REFERENCE_ARG, Receiver};
+use report::{Measure, Outcome};
+use verify::Sent;
+
+/// One load pattern.
+pub struct Scenario {
+    pub name: String,
+    pub conns: usize,
+    pub per_conn: usize,
+    /// Lines per second per connection (latency scenarios); `None`: as fast as possible.
+    pub rate: Option<u32>,
+    /// Counts toward the throughput targets (the 10,000-connection scenario is about memory).
+    pub throughput_target: bool,
+}
+
+impl Scenario {
+    fn flat(conns: usize, per_conn: usize, name: &str, throughput_target: bool) -> Scenario {
+        Scenario {
+            name: name.into(),
+            conns,
+            per_conn,
+            rate: None,
+            throughput_target,
+        }
+    }
+
+    fn paced(conns: usize, rate: u32, secs: usize) -> Scenario {
+        Scenario {
+            name: format!("latency {conns} x {rate}/s x {secs} s"),
+            conns,
+            per_conn: rate as usize * secs,
+            rate: Some(rate),
+            throughput_target: false,
+        }
+    }
+
+    fn all(full: bool) -> Vec<Scenario> {
+        if full {
+            vec![
+                Scenario::flat(1, 1_000_000, "1 x 1,000,000", true),
+                Scenario::flat(16, 100_000, "16 x 100,000", true),
+                Scenario::flat(256, 4_000, "256 x 4,000", true),
+                Scenario::flat(10_000, 10, "10,000 conns x 10", false),
+                Scenario::paced(100, 100, 10),
+            ]
+        } else {
+            vec![
+                Scenario::flat(2, 1_000, "smoke 2 x 1,000", true),
+                Scenario::flat(4, 500, "smoke 4 x 500", true),
+                Scenario::flat(16, 100, "smoke 16 x 100", true),
+                Scenario::flat(200, 10, "smoke 200 conns x 10", false),
+                Scenario::paced(10, 100, 1),
+            ]
+        }
+    }
+
+    pub fn payload_bytes(&self) -> u64 {
+        (self.conns * self.per_conn * lines::LINE) as u64
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(REFERENCE_ARG) {
+        reference::run(Path::new(
+            args.get(1).expect("output path after --reference-server"),
+        ));
+    }
+    let full = args.iter().any(|a| a == "--bench");
+    let runs = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--runs="))
+        .map(|n| n.parse().expect("--runs=N"))
+        .unwrap_or(if full { 3 } else { 1 });
+    let filters: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    raise_fd_limit();
+    load::origin();
+    if !full {
+        lines::self_check();
+        verify::self_check();
+    }
+    let receivers = Receiver::available();
+    let scenarios = Scenario::all(full);
+    let selected = |s: &Scenario, r: &Receiver| {
+        let name = format!("{} / {}", s.name, r.name);
+        filters.iter().all(|f| name.contains(f))
+    };
+    let mut results: Vec<report::Row> = Vec::new();
+    for scenario in &scenarios {
+        let chosen: Vec<&Receiver> = receivers.iter().filter(|r| selected(scenario, r)).collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let data: Vec<Vec<u8>> = match scenario.rate {
+            None => (0..scenario.conns)
+                .map(|c| lines::generate(c, scenario.per_conn))
+                .collect(),
+            Some(_) => Vec::new(),
+        };
+        let mut rows: Vec<report::Row> = chosen
+            .iter()
+            .map(|r| report::Row::new(scenario, r))
+            .collect();
+        // Receivers take turns run by run, so a noisy moment hits them all alike.
+        for run in 1..=runs {
+            for row in rows.iter_mut() {
+                let outcome = match run_once(scenario, &row.receiver, &data) {
+                    Ok(m) => Outcome::Done(m),
+                    Err(e) => Outcome::Failed(e),
+                };
+                eprintln!(
+                    "ingest: {} / {} run {run}: {}",
+                    scenario.name, row.receiver.name, outcome
+                );
+                row.runs.push(outcome);
+            }
+        }
+        results.extend(rows);
+    }
+    if results.is_empty() {
+        println!("ingest: no scenario matches {filters:?}");
+        return ExitCode::SUCCESS;
+    }
+    report::print(&results, full);
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.receiver.is_logsinkd() && r.failed())
+        .map(|r| format!("{} / {}", r.scenario, r.receiver.name))
+        .collect();
+    let logsinkd_runs = results.iter().filter(|r| r.receiver.is_logsinkd()).count();
+    println!(
+        "\ningest: {} passed, {} failed",
+        logsinkd_runs - failed.len(),
+        failed.len()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "ingest: FAILED: logsinkd's output did not verify in: {}",
+            failed.join("; ")
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// One run: a fresh receiver, its own connections and output file.
+fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Result<Measure, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("ingest-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let running = receiver.start(dir.path())?;
+    let mut clients = load::connect(running.addr(), scenario.conns)?;
+    let shape = receiver.shape();
+    let (wall, sent_ns, latency) = match scenario.rate {
+        None => {
+            let start = load::send_all(&mut clients, data)?;
+            let sent = Sent {
+                lines_per_conn: scenario.per_conn,
+                peers: &clients.peers,
+                sent_ns: None,
+            };
+            let end = load::wait_for_size(&running.out, sent.expected_bytes(shape), load::STALL)?;
+            (end - start, None, None)
+        }
+        Some(rate) => {
+            let lat = load::send_paced(&mut clients, scenario.per_conn, rate, &running.out)?;
+            let wall = Duration::from_secs((scenario.per_conn / rate as usize) as u64);
+            let pct = |p: f64| {
+                let i = ((lat.sorted_ns.len() as f64 * p).ceil() as usize)
+                    .clamp(1, lat.sorted_ns.len().max(1))
+                    - 1;
+                lat.sorted_ns.get(i).map_or(f64::NAN, |&ns| ns as f64 / 1e6)
+            };
+            let latency = [pct(0.50), pct(0.99), pct(1.0)];
+            (wall, Some(lat.sent_ns), Some(latency))
+        }
+    };
+    // Sampled while the receiver still runs (it is idle now: everything is in the file).
+    let (cpu, rss_kib) = (running.cpu_seconds(), running.peak_rss_kib());
+    let out_path = running.out.clone();
+    let peers = std::mem::take(&mut clients.peers);
+    drop(clients);
+    running
+        .stop()
+        .map_err(|e| format!("{}: {e}", receiver.name))?;
+    let out =
+        std::fs::read(&out_path).map_err(|e| format!("reading {}: {e}", out_path.display()))?;
+    let sent = Sent {
+        lines_per_conn: scenario.per_conn,
+        peers: &peers,
+        sent_ns: sent_ns.as_deref(),
+    };
+    let verdict = verify::verify(&out, shape, &sent);
+    if let Some(failure) = verdict.failure {
+        return Err(format!("verification: {failure}"));
+    }
+    Ok(Measure {
+        wall: wall.as_secs_f64(),
+        cpu,
+        rss_kib,
+        latency,
+        note: verdict.note,
+    })
+}
+
+/// Soft open-file limit up to the hard one: 10,000 client sockets live in this process.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

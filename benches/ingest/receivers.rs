@@ -1,0 +1,297 @@
+//! The receivers under test, each a separate process so that its CPU time and peak RSS can be
+//! read from /proc: logsinkd (`default` and `raw`), the reference server (this same
+//! executable re-run with a hidden argument, see `reference.rs`) and rsyslogd when installed.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::verify::Shape;
+
+/// The argument that makes this executable the reference server.
+pub const REFERENCE_ARG: &str = "--reference-server";
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Logsinkd { format: &'static str },
+    Reference,
+    Rsyslogd { bin: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+impl Receiver {
+    /// Everything this machine can run: rsyslogd only when it is installed.
+    pub fn available() -> Vec<Receiver> {
+        let mut all = vec![
+            Receiver {
+                name: "logsinkd default",
+                kind: Kind::Logsinkd { format: "default" },
+            },
+            Receiver {
+                name: "logsinkd raw",
+                kind: Kind::Logsinkd { format: "raw" },
+            },
+            Receiver {
+                name: "reference",
+                kind: Kind::Reference,
+            },
+        ];
+        let rsyslogd = ["/usr/sbin/rsyslogd", "/usr/bin/rsyslogd", "/sbin/rsyslogd"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        match rsyslogd {
+            Some(bin) => all.push(Receiver {
+                name: "rsyslogd",
+                kind: Kind::Rsyslogd { bin },
+            }),
+            None => eprintln!(
+                "ingest: rsyslogd is not installed (apt-get install rsyslog); comparing without it"
+            ),
+        }
+        all
+    }
+
+    pub fn is_logsinkd(&self) -> bool {
+        matches!(self.kind, Kind::Logsinkd { .. })
+    }
+
+    pub fn shape(&self) -> Shape {
+        match self.kind {
+            Kind::Logsinkd { format: "default" } => Shape::Stamped,
+            Kind::Reference => Shape::Stream,
+            _ => Shape::Bare,
+        }
+    }
+
+    /// Starts the receiver writing to `dir/out.log` and waits until it accepts connections.
+    pub fn start(&self, dir: &Path) -> Result<Running, String> {
+        let out = dir.join("out.log");
+        // Created up front so the latency tailer can watch it before the first record.
+        std::fs::write(&out, b"").map_err(|e| format!("creating {}: {e}", out.display()))?;
+        let (mut cmd, announces) = match &self.kind {
+            Kind::Logsinkd { format } => {
+                let mut cmd = Command::new(logsinkd_binary());
+                cmd.args([
+                    "--foreground",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--format",
+                    format,
+                    "--output",
+                ])
+                .arg(&out)
+                .env_remove("NOTIFY_SOCKET");
+                (cmd, true)
+            }
+            Kind::Reference => {
+                let exe =
+                    std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+                let mut cmd = Command::new(exe);
+                cmd.arg(REFERENCE_ARG).arg(&out);
+                (cmd, true)
+            }
+            Kind::Rsyslogd { bin } => (rsyslogd_command(bin, dir, &out)?, false),
+        };
+        let mut child = cmd
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.name))?;
+        // Drain stderr for the whole run so the receiver never blocks on a full pipe.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            addr: None,
+            out,
+            log: rx,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        if announces {
+            running.addr = Some(running.wait_for_address(deadline)?);
+        } else {
+            let port = self.rsyslogd_port(dir);
+            running.addr = Some(wait_for_port(port, deadline, &mut running.child)?);
+        }
+        Ok(running)
+    }
+
+    fn rsyslogd_port(&self, dir: &Path) -> u16 {
+        std::fs::read_to_string(dir.join("port"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The logsinkd under test: this build's, or `INGEST_LOGSINKD` to compare another build.
+fn logsinkd_binary() -> PathBuf {
+    std::env::var_os("INGEST_LOGSINKD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_logsinkd")))
+}
+
+/// rsyslogd as a TCP log receiver would be set up: imptcp into omfile, the message written as
+/// received. Its own work directory; no /dev/log (imuxsock is not loaded).
+fn rsyslogd_command(bin: &Path, dir: &Path, out: &Path) -> Result<Command, String> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    std::fs::write(dir.join("port"), port.to_string()).map_err(|e| e.to_string())?;
+    let conf = dir.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{dir}" maxMessageSize="8k")
+main_queue(queue.workerThreads="1")
+module(load="imptcp")
+input(type="imptcp" address="127.0.0.1" port="{port}" socketBacklog="1024")
+template(name="bare" type="string" string="%rawmsg%\n")
+*.* action(type="omfile" file="{out}" template="bare")
+"#,
+            dir = dir.display(),
+            out = out.display(),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"));
+    Ok(cmd)
+}
+
+fn wait_for_port(port: u16, deadline: Instant, child: &mut Child) -> Result<SocketAddr, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(addr);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("rsyslogd exited at start: {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("rsyslogd did not listen on {addr} in time"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A started receiver.
+pub struct Running {
+    child: Child,
+    pub addr: Option<SocketAddr>,
+    pub out: PathBuf,
+    log: mpsc::Receiver<String>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("receiver address")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_for_address(&mut self, deadline: Instant) -> Result<SocketAddr, String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.split("listening on ").nth(1) {
+                        return addr
+                            .trim()
+                            .parse()
+                            .map_err(|e| format!("address in {line:?}: {e}"));
+                    }
+                }
+                Err(_) => return Err("the receiver did not say where it listens".into()),
+            }
+        }
+    }
+
+    /// User plus system CPU seconds of the whole process (all threads) so far, from
+    /// /proc/PID/stat; the kernel counts them in clock ticks (10 ms at USER_HZ 100).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks as f64 / hz
+    }
+
+    /// Peak resident set size in KiB (VmHWM from /proc/PID/status).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then waits for a clean exit (logsinkd drains, flushes and syncs first).
+    pub fn stop(mut self) -> Result<(), String> {
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    let log: Vec<String> = self.log.try_iter().collect();
+                    return Err(format!("exited with {status}: {}", log.join(" | ")));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err("did not stop within 30 s of SIGTERM".into());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Only reached on an error path: never leave a receiver behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
