@@ -209,7 +209,7 @@ fn logger_tcp_client() {
 #[test]
 fn ipv6_peer_format() {
     if TcpStream::connect("[::1]:1").is_err_and(|e| e.raw_os_error() == Some(libc::EADDRNOTAVAIL)) {
-        eprintln!("skipped: no IPv6 loopback here");
+        skip("no IPv6 loopback here");
         return;
     }
     let dir = temp_dir();

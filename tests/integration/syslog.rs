@@ -31,7 +31,7 @@ fn free_port() -> u16 {
 impl Rsyslogd {
     fn start(dir: &Path) -> Option<Rsyslogd> {
         let Ok(bin) = which("rsyslogd") else {
-            eprintln!("skipped: rsyslogd is not installed (apt-get install rsyslog)");
+            skip("rsyslogd is not installed (apt-get install rsyslog)");
             return None;
         };
         let socket = dir.join("log.sock");

@@ -35,7 +35,7 @@ const MAX_EXPOSURE_ACTIVATED: f64 = 0.5;
 /// Boots a machine with the package's files installed, or says why it cannot and returns None.
 fn boot_with_package(test: &str) -> Option<Machine> {
     if let Some(why) = machine::unavailable() {
-        eprintln!("skipping {test}: {why}");
+        crate::util::skip(&format!("{test}: {why}"));
         return None;
     }
     Some(Machine::boot(&package_files()))

@@ -59,9 +59,7 @@ fn cargo_deb_missing() -> bool {
 #[test]
 fn deb_lists_its_files_and_installs_as_a_running_service() {
     if cargo_deb_missing() {
-        eprintln!(
-            "skipping deb_lists_its_files_and_installs_as_a_running_service: cargo-deb is not installed (cargo install cargo-deb --locked)"
-        );
+        crate::util::skip("cargo-deb is not installed (cargo install cargo-deb --locked)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +98,7 @@ fn deb_lists_its_files_and_installs_as_a_running_service() {
     assert_eq!(listed, CONFFILES);
 
     if let Some(why) = machine::unavailable() {
-        eprintln!("skipping the installation part: {why}");
+        crate::util::skip(&format!("the installation part: {why}"));
         return;
     }
     let machine = Machine::boot(&[]);

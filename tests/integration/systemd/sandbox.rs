@@ -206,7 +206,7 @@ fn installed_units_verify_clean() {
 #[test]
 fn exposure_scores_meet_targets() {
     if !Path::new("/usr/bin/systemd-analyze").exists() {
-        eprintln!("skipping exposure_scores_meet_targets: no systemd-analyze");
+        crate::util::skip("exposure_scores_meet_targets: no systemd-analyze");
         return;
     }
     let security = |unit: &Path| {
