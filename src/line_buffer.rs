@@ -292,6 +292,20 @@ mod tests {
         out
     }
 
+    /// `data` cut into reads at the given offsets (clamped to its length, any order).
+    fn split_at(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+        cuts.sort();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for c in cuts {
+            chunks.push(&data[at..c]);
+            at = c;
+        }
+        chunks.push(&data[at..]);
+        chunks
+    }
+
     proptest::proptest! {
         /// Any split of any bytes into reads gives the model's records, none over max_line.
         #[test]
@@ -303,15 +317,7 @@ mod tests {
             cuts in proptest::collection::vec(0usize..300, 0..8),
             max_line in 1usize..20,
         ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
-            cuts.sort();
-            let mut chunks = Vec::new();
-            let mut at = 0;
-            for c in cuts {
-                chunks.push(&data[at..c]);
-                at = c;
-            }
-            chunks.push(&data[at..]);
+            let chunks = split_at(&data, cuts);
             let got = frame(&chunks, max_line);
             proptest::prop_assert!(got.iter().all(|r| r.len() <= max_line));
             proptest::prop_assert_eq!(got, model(&data, max_line));
@@ -327,15 +333,7 @@ mod tests {
             cuts in proptest::collection::vec(0usize..300, 0..8),
             max_line in 1usize..400,
         ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
-            cuts.sort();
-            let mut chunks = Vec::new();
-            let mut at = 0;
-            for c in cuts {
-                chunks.push(&data[at..c]);
-                at = c;
-            }
-            chunks.push(&data[at..]);
+            let chunks = split_at(&data, cuts);
             proptest::prop_assert_eq!(frame_pieces(&chunks, max_line), frame(&chunks, max_line));
         }
     }

@@ -151,16 +151,7 @@ fn many_partial_lines_bounded_memory() {
             s
         })
         .collect();
-    let stats = wait_until("all partial lines read", DEADLINE * 3, || {
-        d.signal(libc::SIGUSR1);
-        let last = d
-            .log
-            .all()
-            .into_iter()
-            .rev()
-            .find(|l| l.contains("stats:"))?;
-        last.contains(&format!("bytes={}", n * 100)).then_some(last)
-    });
+    let stats = d.wait_for_stats(&format!("bytes={}", n * 100));
     assert!(stats.contains(&format!("open={n}")), "{stats}");
     let peak = peak_rss_kib(d.pid());
     drop(clients);

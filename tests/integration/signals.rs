@@ -139,13 +139,7 @@ fn sigusr1_logs_stats() {
         line.contains("lines=2") && line.contains("bytes=4"),
         "{line}"
     );
-    wait_until("open count", DEADLINE, || {
-        d.signal(libc::SIGUSR1);
-        let all = d.log.all();
-        all.iter()
-            .any(|l| l.contains("stats: connections open=1 total=2"))
-            .then_some(())
-    });
+    d.wait_for_stats("stats: connections open=1 total=2");
     send(d.addr, b"c\n");
     d.wait_for_lines(3);
     assert_eq!(d.stop().code(), Some(0));

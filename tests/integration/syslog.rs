@@ -288,16 +288,7 @@ fn shutdown_waits_for_a_busy_receiver() {
     let count = 3000;
     let (_, writer) = stream_numbered(d.addr, count);
     writer.join().unwrap();
-    wait_until("all lines read", DEADLINE, || {
-        d.signal(libc::SIGUSR1);
-        let stats = d
-            .log
-            .all()
-            .into_iter()
-            .rev()
-            .find(|l| l.contains("stats:"))?;
-        stats.contains(&format!("lines={count}")).then_some(())
-    });
+    d.wait_for_stats(&format!("lines={count}"));
     d.signal(libc::SIGTERM);
     // SAFETY: as above.
     unsafe { libc::kill(rs.child.id() as i32, libc::SIGCONT) };

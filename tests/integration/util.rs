@@ -244,6 +244,20 @@ impl Daemon {
         )
     }
 
+    /// Asks for statistics (SIGUSR1) until the newest `stats:` line contains `want`; returns it.
+    pub fn wait_for_stats(&self, want: &str) -> String {
+        wait_until(&format!("stats with {want}"), DEADLINE * 3, || {
+            self.signal(libc::SIGUSR1);
+            let last = self
+                .log
+                .all()
+                .into_iter()
+                .rev()
+                .find(|l| l.contains("stats:"))?;
+            last.contains(want).then_some(last)
+        })
+    }
+
     /// A field of /proc/PID/status, such as `VmHWM` or `Uid`.
     pub fn proc_status(&self, field: &str) -> String {
         proc_status(self.pid(), field)
