@@ -35,7 +35,10 @@ impl Recorder {
                 sink.record(time, peer, line);
                 *count += 1;
             }
-            Piece::Lines(run) => *count += sink.record_lines(time, peer, run),
+            Piece::Lines(run, lines) => {
+                sink.record_lines(time, peer, run);
+                *count += lines;
+            }
         });
     }
 

@@ -52,14 +52,14 @@ impl FileSink {
     }
 
     /// Records whole lines that need no change (`Piece::Lines`: each ends in LF, none holds a
-    /// CR); returns how many. In raw format their records are the bytes as received, so they
-    /// are queued in one copy.
-    pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) -> u64 {
+    /// CR). In raw format their records are the bytes as received, so they are queued in one
+    /// copy.
+    pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) {
         if self.format == Format::Raw {
             self.buf.extend_from_slice(lines);
-            return memchr::memchr_iter(b'\n', lines).count() as u64;
+        } else {
+            write_records(self.format, &mut self.buf, time, peer, lines);
         }
-        write_records(self.format, &mut self.buf, time, peer, lines)
     }
 
     pub fn flush(&mut self) -> Result<()> {

@@ -98,16 +98,15 @@ impl Sink {
     }
 
     /// Queues whole lines that need no change (`Piece::Lines`: each ends in LF, none holds a
-    /// CR or is longer than max_line); returns how many records that makes.
-    pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) -> u64 {
+    /// CR or is longer than max_line).
+    pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) {
         match self {
             Sink::File(s) => s.record_lines(time, peer, lines),
             Sink::Syslog(s) => {
                 let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
-                lines
-                    .split(|&b| b == b'\n')
-                    .map(|line| s.record(peer, line))
-                    .count() as u64
+                for line in lines.split(|&b| b == b'\n') {
+                    s.record(peer, line);
+                }
             }
         }
     }
