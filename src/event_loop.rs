@@ -2,7 +2,8 @@
 //! `Slab`) and the signals. Nothing here blocks except writing the output.
 //!
 //! Each iteration: wait for events (or the next timer), accept new clients, mark readable
-//! connections, read from them in turns, flush the output once, then act on signals. Readiness
+//! connections, read from them in turns (writing the output out every `FLUSH_AT`), write out
+//! what the iteration recorded, then act on signals. Readiness
 //! is edge-triggered, so a connection stays on the `ready` queue until a read returns
 //! `WouldBlock`; a connection that still has data after its read budget goes to the back of
 //! the queue, so one fast client cannot starve the others. While the output's backlog is at
@@ -54,6 +55,7 @@ const READ_BUDGET: usize = 16;
 const EVENTS: usize = 1024;
 /// Pause before accepting again after an accept error such as EMFILE: no busy loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Settings the loop needs beyond its resources.
 pub struct Settings {
     pub max_connections: usize,
