@@ -1,16 +1,36 @@
 //! The line framer: whatever the bytes and however reads split them, the records are the
-//! same, none is longer than max_line, the buffer never holds more than max_line bytes, and
-//! the records with their LFs account for every input byte but stripped CRs.
+//! same, none is longer than max_line, the buffer never holds more than max_line bytes, the
+//! records with their LFs account for every input byte but stripped CRs, and the fast path
+//! that hands out whole runs of lines (`push_pieces`) gives exactly the same records.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logsinkd::line_buffer::LineBuffer;
+use logsinkd::line_buffer::{LineBuffer, Piece};
 
 fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = LineBuffer::default();
     for chunk in chunks {
         buf.push(chunk, max_line, &mut |l: &[u8]| out.push(l.to_vec()));
+        assert!(buf.pending() <= max_line, "buffer over max_line");
+    }
+    buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
+    out
+}
+
+/// `frame` through `push_pieces`, each run of lines expanded into its records.
+fn frame_pieces(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = LineBuffer::default();
+    for chunk in chunks {
+        buf.push_pieces(chunk, max_line, &mut |piece| match piece {
+            Piece::Line(l) => out.push(l.to_vec()),
+            Piece::Lines(run, count) => {
+                let lines: Vec<&[u8]> = run[..run.len() - 1].split(|&b| b == b'\n').collect();
+                assert_eq!(lines.len() as u64, count, "run count");
+                out.extend(lines.into_iter().map(<[u8]>::to_vec));
+            }
+        });
         assert!(buf.pending() <= max_line, "buffer over max_line");
     }
     buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
@@ -36,6 +56,7 @@ fuzz_target!(|input: &[u8]| {
     let whole = frame(&[data], max_line);
     let split = frame(&chunks, max_line);
     assert_eq!(whole, split, "records depend on how reads split the stream");
+    assert_eq!(frame_pieces(&chunks, max_line), split, "push_pieces differs from push");
     assert!(whole.iter().all(|r| r.len() <= max_line));
     let kept: usize = whole.iter().map(Vec::len).sum();
     let newlines = data.iter().filter(|&&b| b == b'\n').count();
