@@ -1,7 +1,7 @@
 //! One client connection: its socket, its peer address as written in records, and its
 //! unfinished line.
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -62,15 +62,12 @@ impl Connection {
             if recorder.sink.backlog() >= limit {
                 return Status::More;
             }
-            match self.stream.read(buf) {
+            match recorder.read_from(&self.stream, &self.peer, &mut self.lines, buf) {
                 Ok(0) => {
                     recorder.finish(&self.peer, &mut self.lines);
                     return Status::Closed(None);
                 }
-                Ok(n) => {
-                    self.last_active = now;
-                    recorder.ingest(&self.peer, &mut self.lines, &buf[..n]);
-                }
+                Ok(_) => self.last_active = now,
                 // Edge-triggered readiness: only WouldBlock means "wait for the next event".
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.readable = false;

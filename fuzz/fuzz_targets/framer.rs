@@ -1,7 +1,9 @@
 //! The line framer: whatever the bytes and however reads split them, the records are the
 //! same, none is longer than max_line, the buffer never holds more than max_line bytes, the
 //! records with their LFs account for every input byte but stripped CRs, and the fast path
-//! that hands out whole runs of lines (`push_pieces`) gives exactly the same records.
+//! that hands out whole runs of lines (`push_pieces`) and the in-place framing of raw output
+//! (`take_run`, falling back to `push_pieces` as `Recorder::read_from` does) give exactly the
+//! same records.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,11 +27,41 @@ fn frame_pieces(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
     for chunk in chunks {
         buf.push_pieces(chunk, max_line, &mut |piece| match piece {
             Piece::Line(l) => out.push(l.to_vec()),
-            Piece::Lines(run, count) => {
-                let lines: Vec<&[u8]> = run[..run.len() - 1].split(|&b| b == b'\n').collect();
-                assert_eq!(lines.len() as u64, count, "run count");
-                out.extend(lines.into_iter().map(<[u8]>::to_vec));
+            Piece::Lines(run, count) => expand(&mut out, run, count),
+        });
+        assert!(buf.pending() <= max_line, "buffer over max_line");
+    }
+    buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
+    out
+}
+
+/// Splits a run of whole lines into its records, checking its count.
+fn expand(out: &mut Vec<Vec<u8>>, run: &[u8], count: u64) {
+    if run.is_empty() {
+        return assert_eq!(count, 0, "empty run count");
+    }
+    let lines: Vec<&[u8]> = run[..run.len() - 1].split(|&b| b == b'\n').collect();
+    assert_eq!(lines.len() as u64, count, "run count");
+    out.extend(lines.into_iter().map(<[u8]>::to_vec));
+}
+
+/// `frame` as raw output to a file does it: the unfinished line and the new bytes framed in
+/// place where possible, else the new bytes through `push_pieces`.
+fn frame_in_place(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = LineBuffer::default();
+    for chunk in chunks {
+        if let Some(unfinished) = buf.unfinished() {
+            let data = [unfinished, chunk].concat();
+            if let Some((complete, count)) = buf.take_run(&data, max_line) {
+                expand(&mut out, &data[..complete], count);
+                assert!(buf.pending() <= max_line, "buffer over max_line");
+                continue;
             }
+        }
+        buf.push_pieces(chunk, max_line, &mut |piece| match piece {
+            Piece::Line(l) => out.push(l.to_vec()),
+            Piece::Lines(run, count) => expand(&mut out, run, count),
         });
         assert!(buf.pending() <= max_line, "buffer over max_line");
     }
@@ -57,6 +89,7 @@ fuzz_target!(|input: &[u8]| {
     let split = frame(&chunks, max_line);
     assert_eq!(whole, split, "records depend on how reads split the stream");
     assert_eq!(frame_pieces(&chunks, max_line), split, "push_pieces differs from push");
+    assert_eq!(frame_in_place(&chunks, max_line), split, "take_run differs from push");
     assert!(whole.iter().all(|r| r.len() <= max_line));
     let kept: usize = whole.iter().map(Vec::len).sum();
     let newlines = data.iter().filter(|&&b| b == b'\n').count();

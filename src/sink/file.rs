@@ -62,6 +62,11 @@ impl FileSink {
         }
     }
 
+    /// See `Sink::raw_batch`.
+    pub fn raw_batch(&mut self) -> Option<&mut Vec<u8>> {
+        (self.format == Format::Raw).then_some(&mut self.buf)
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         let mut written = 0;
         let result = loop {

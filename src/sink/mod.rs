@@ -111,6 +111,16 @@ impl Sink {
         }
     }
 
+    /// The batch that raw-format records are queued in, for reading straight into it: the
+    /// records are the bytes as received. `None` for other formats and for syslog.
+    #[inline]
+    pub fn raw_batch(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            Sink::File(s) => s.raw_batch(),
+            Sink::Syslog(_) => None,
+        }
+    }
+
     /// Writes out what is queued. On error the unwritten part stays queued for the next try.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         match self {
