@@ -241,10 +241,44 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Test helpers shared by the framer's and the recorder's property tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use proptest::prelude::{Just, Strategy};
+
+    /// A stream rich in what framing cares about: LFs, CRs, a couple of letters, any byte.
+    pub fn stream(max_len: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            proptest::prop_oneof![
+                Just(b'\n'),
+                Just(b'\r'),
+                Just(b'a'),
+                Just(b'b'),
+                proptest::num::u8::ANY
+            ],
+            0..max_len,
+        )
+    }
+
+    /// `data` cut into reads at the given offsets (clamped to its length, any order).
+    pub fn split_at(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+        cuts.sort();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for c in cuts {
+            chunks.push(&data[at..c]);
+            at = c;
+        }
+        chunks.push(&data[at..]);
+        chunks
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{split_at, stream};
     use super::*;
-    use proptest::prelude::Just;
 
     fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -398,28 +432,11 @@ mod tests {
         out
     }
 
-    /// `data` cut into reads at the given offsets (clamped to its length, any order).
-    fn split_at(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
-        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
-        cuts.sort();
-        let mut chunks = Vec::new();
-        let mut at = 0;
-        for c in cuts {
-            chunks.push(&data[at..c]);
-            at = c;
-        }
-        chunks.push(&data[at..]);
-        chunks
-    }
-
     proptest::proptest! {
         /// Any split of any bytes into reads gives the model's records, none over max_line.
         #[test]
         fn any_split_matches_model(
-            data in proptest::collection::vec(
-                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), proptest::num::u8::ANY],
-                0..300,
-            ),
+            data in stream(300),
             cuts in proptest::collection::vec(0usize..300, 0..8),
             max_line in 1usize..20,
         ) {
@@ -432,10 +449,7 @@ mod tests {
         /// Both builds of the line count agree with the obvious count, across block edges.
         #[test]
         fn line_count(
-            data in proptest::collection::vec(
-                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), proptest::num::u8::ANY],
-                0..700,
-            ),
+            data in stream(700),
         ) {
             let expected = (!data.contains(&b'\r'))
                 .then(|| data.iter().filter(|&&b| b == b'\n').count() as u64);
@@ -446,10 +460,7 @@ mod tests {
         /// `push_pieces` gives exactly the records of `push`, whether or not whole reads fit.
         #[test]
         fn pieces_match_push(
-            data in proptest::collection::vec(
-                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b'b'), proptest::num::u8::ANY],
-                0..300,
-            ),
+            data in stream(300),
             cuts in proptest::collection::vec(0usize..300, 0..8),
             max_line in 1usize..400,
         ) {

@@ -131,16 +131,16 @@ fn recv_appending(fd: RawFd, out: &mut Vec<u8>, max: usize) -> io::Result<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::line_buffer::testing::{split_at, stream};
     use crate::record::Format;
     use crate::sink::Target;
-    use proptest::prelude::Just;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
     /// Sends `chunks` through a real socket, one after another, reading each with `read_from`
     /// in reads of at most `read_size` bytes; returns what the output file holds and the stats.
     fn through_socket(
-        chunks: &[Vec<u8>],
+        chunks: &[&[u8]],
         format: Format,
         max_line: usize,
         read_size: usize,
@@ -186,10 +186,7 @@ mod tests {
         /// LF, whatever the bytes and however they are cut into sends and reads.
         #[test]
         fn raw_in_place_matches_framer(
-            data in proptest::collection::vec(
-                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b'b'), proptest::num::u8::ANY],
-                0..600,
-            ),
+            data in stream(600),
             cuts in proptest::collection::vec(0usize..600, 0..8),
             max_line in 1usize..300,
             read_size in 1usize..200,
@@ -197,14 +194,7 @@ mod tests {
         ) {
             // Without CRs, most reads take the in-place path; with them, many fall back.
             let data: Vec<u8> = data.into_iter().filter(|&b| keep_cr || b != b'\r').collect();
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
-            cuts.sort();
-            let mut chunks = Vec::new();
-            let mut at = 0;
-            for c in cuts.into_iter().chain([data.len()]) {
-                chunks.push(data[at..c].to_vec());
-                at = c;
-            }
+            let chunks = split_at(&data, cuts);
             let mut expected = Vec::new();
             let mut count = 0;
             let mut framer = LineBuffer::default();
