@@ -44,28 +44,22 @@ impl Recorder {
         if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), lines.unfinished()) {
             let start = batch.len();
             batch.extend_from_slice(unfinished);
-            let n = match recv_appending(fd, batch, scratch.len()) {
-                Ok(0) => 0,
-                Ok(n) => n,
-                Err(e) => {
-                    batch.truncate(start);
-                    return Err(e);
-                }
-            };
-            if n > 0 {
-                self.stats.bytes += n as u64;
-                if let Some((complete, count)) = lines.take_run(&batch[start..], self.max_line) {
-                    batch.truncate(start + complete);
-                    self.stats.lines += count;
-                    return Ok(n);
-                }
-                // Some line needs a change: frame the new bytes the general way.
-                scratch[..n].copy_from_slice(&batch[batch.len() - n..]);
+            let n =
+                recv_appending(fd, batch, scratch.len()).inspect_err(|_| batch.truncate(start))?;
+            if n == 0 {
+                batch.truncate(start);
+                return Ok(0);
             }
+            self.stats.bytes += n as u64;
+            if let Some((complete, count)) = lines.take_run(&batch[start..], self.max_line) {
+                batch.truncate(start + complete);
+                self.stats.lines += count;
+                return Ok(n);
+            }
+            // Some line needs a change: frame the new bytes the general way.
+            scratch[..n].copy_from_slice(&batch[batch.len() - n..]);
             batch.truncate(start);
-            if n > 0 {
-                self.frame(peer, lines, &scratch[..n]);
-            }
+            self.frame(peer, lines, &scratch[..n]);
             return Ok(n);
         }
         let n = recv(fd, scratch)?;
