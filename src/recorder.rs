@@ -4,7 +4,9 @@
 //!
 //! Raw format to a file skips a copy: records are the bytes as received, so a read lands
 //! straight in the output batch, behind the connection's unfinished line, and stays there when
-//! its lines need no change (no CR, none too long), which is nearly always.
+//! its lines need no change (no CR, none too long), which is nearly always. Only a short
+//! unfinished line is copied in front of a read (`IN_PLACE_CARRY`): a client trickling a long
+//! line must not make every read copy and rescan all of it again.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -13,6 +15,11 @@ use crate::line_buffer::{LineBuffer, Piece};
 use crate::record::Clock;
 use crate::sink::Sink;
 use crate::stats::Stats;
+
+/// The longest unfinished line a read is framed in place behind; a longer one takes the general
+/// path, which only ever appends the new bytes. So the in-place path costs at most this much
+/// extra per read, whatever the client does, and still covers lines of up to a few KiB.
+const IN_PLACE_CARRY: usize = 4096;
 
 pub struct Recorder {
     pub sink: Sink,
@@ -41,7 +48,8 @@ impl Recorder {
         scratch: &mut [u8],
     ) -> io::Result<usize> {
         let fd = socket.as_raw_fd();
-        if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), lines.unfinished()) {
+        let carry = lines.unfinished().filter(|u| u.len() <= IN_PLACE_CARRY);
+        if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
             let start = batch.len();
             batch.extend_from_slice(unfinished);
             let n =

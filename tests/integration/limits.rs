@@ -166,6 +166,41 @@ fn many_partial_lines_bounded_memory() {
     );
 }
 
+/// A client trickling one long line costs CPU in proportion to what it sends: no read copies
+/// or rescans the part of the line already received (raw format, whose reads are otherwise
+/// framed in place behind the unfinished line).
+#[test]
+fn trickled_long_line_costs_linear_cpu() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--format", "raw", "--max-line", "16777216"]);
+    let mut client = d.connect();
+    let piece = vec![b'x'; 32 * 1024];
+    let pieces = 512;
+    let before = cpu_ticks(d.pid());
+    for i in 1..=pieces {
+        client.write_all(&piece).unwrap();
+        // Each piece is read before the next is sent: at least 512 reads of one 16 MiB line.
+        d.wait_for_stats(&format!("bytes={} ", i * piece.len()));
+    }
+    let ticks = cpu_ticks(d.pid()) - before;
+    client.write_all(b"\n").unwrap();
+    drop(client);
+    d.wait_for_line_count(1);
+    assert_eq!(d.stop().code(), Some(0));
+    let lines: Vec<String> = d.output().lines().map(str::to_string).collect();
+    let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+    assert_eq!(
+        lengths,
+        [pieces * piece.len()],
+        "one record, the whole line"
+    );
+    assert!(lines[0].bytes().all(|b| b == b'x'));
+    eprintln!("16 MiB line in {pieces} pieces: {ticks} clock ticks of CPU");
+    // Copying and scanning what was received again at every read moves 512 x 8 MiB on
+    // average, several times: about a second (measured: 4 ticks without, about 100 with).
+    assert!(ticks < 30, "{ticks} clock ticks: reads rescan the line");
+}
+
 /// A flood of binary (worst case for escaping: 4 bytes out per byte in) keeps memory within
 /// the output's high-water mark plus buffers.
 #[test]
