@@ -233,11 +233,25 @@ impl Running {
         }
     }
 
-    /// User plus system CPU seconds of the whole process (all threads) so far, from
-    /// /proc/PID/stat; the kernel counts them in clock ticks (10 ms at USER_HZ 100).
+    /// CPU seconds of the whole process so far: the scheduler's run time of each of its threads
+    /// in nanoseconds (/proc/PID/task/*/schedstat, read while the receiver is idle, so no
+    /// time slice is still open). /proc/PID/stat counts clock ticks of 10 ms, a quarter of a
+    /// 40 ms run; it is the fallback where schedstat is missing.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let pid = self.pid();
+        let ns: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| {
+                let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+                stat.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum();
+        if ns > 0 {
+            return ns as f64 / 1e9;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after the command name, which is in parentheses and may hold spaces.
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let fields: Vec<&str> = rest.split_whitespace().collect();

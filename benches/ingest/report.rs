@@ -29,7 +29,7 @@ impl fmt::Display for Outcome {
             Outcome::Done(m) => {
                 write!(
                     f,
-                    "{:.3} s, CPU {:.2} s, peak RSS {:.1} MiB",
+                    "{:.3} s, CPU {:.3} s, peak RSS {:.1} MiB",
                     m.wall,
                     m.cpu,
                     m.rss_kib as f64 / 1024.0
@@ -163,7 +163,7 @@ pub fn print(rows: &[Row], full: bool) {
             _ => String::new(),
         };
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.3} | {:.2} | {:.3} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} | {} |",
             row.scenario,
             row.receiver.name,
             mbs,
@@ -191,7 +191,7 @@ pub fn print(rows: &[Row], full: bool) {
                 Ok(m) => {
                     let [p50, p99, max] = m.latency.unwrap_or([f64::NAN; 3]);
                     println!(
-                        "| {} | {} | {p50:.3} | {p99:.3} | {max:.3} | {:.2} | {:.1} | {} |",
+                        "| {} | {} | {p50:.3} | {p99:.3} | {max:.3} | {:.3} | {:.1} | {} |",
                         row.scenario,
                         row.receiver.name,
                         m.cpu,
