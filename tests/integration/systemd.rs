@@ -284,3 +284,41 @@ fn stop_records_partial_line_and_ends_inactive() {
     assert_eq!(machine.show("logsinkd.service", "ExecMainStatus"), "0");
     drop(client);
 }
+
+/// WATCHDOG=1 pings reach the real systemd: with WatchdogSec=2s the time systemd records for
+/// the last ping keeps advancing, and after several watchdog periods the same process is still
+/// running (a missed ping would have killed it and Restart=on-failure started another).
+#[test]
+fn watchdog_pings_keep_the_service_alive() {
+    let Some(machine) = boot_with_package("watchdog_pings_keep_the_service_alive") else {
+        return;
+    };
+    machine.write(
+        "/run/systemd/system/logsinkd.service.d/watchdog.conf",
+        "[Service]\nWatchdogSec=2s\n",
+    );
+    machine.ok("systemctl", &["daemon-reload"]);
+    start(&machine);
+    let pid = machine.main_pid("logsinkd.service");
+    let last_ping = || machine.show("logsinkd.service", "WatchdogTimestampMonotonic");
+    let mut pings = vec![last_ping()];
+    // The daemon pings every half period. The first value may predate any ping (0); the six
+    // after it are pings spanning five half periods, longer than a whole period.
+    wait_until("seven watchdog pings", MACHINE_DEADLINE, || {
+        let now = last_ping();
+        if pings.last() != Some(&now) {
+            pings.push(now);
+        }
+        (pings.len() >= 7).then_some(())
+    });
+    let first: u64 = pings[1].parse().unwrap();
+    let last: u64 = pings[6].parse().unwrap();
+    assert!(
+        last - first > 2_000_000,
+        "pings {pings:?} span less than the 2 s watchdog period"
+    );
+    assert_eq!(machine.main_pid("logsinkd.service"), pid, "restarted");
+    assert_eq!(machine.show("logsinkd.service", "NRestarts"), "0");
+    assert_eq!(machine.show("logsinkd.service", "ActiveState"), "active");
+    assert_eq!(machine.show("logsinkd.service", "WatchdogUSec"), "2s");
+}
