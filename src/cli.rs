@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// A fast, lossless network log receiver: every line clients send over TCP lands whole, once and
-/// in order in a log file or in syslog.
+/// A fast, lossless network log receiver: every line clients send over TCP (or UDP) lands whole,
+/// once and in order in a log file or in syslog.
 #[derive(Parser, Debug, Default, Clone)]
 #[command(name = "logsinkd", version, about, long_about = None)]
 pub struct Cli {
@@ -17,9 +17,14 @@ pub struct Cli {
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on, e.g. 0.0.0.0:5140 or [::1]:5140; repeatable [default: 127.0.0.1:5140]
+    /// TCP address to listen on, e.g. 0.0.0.0:5140 or [::1]:5140; repeatable [default: 127.0.0.1:5140]
     #[arg(short = 'l', long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,
+
+    /// UDP address to take datagrams on (each holds one or more lines), e.g. 0.0.0.0:514;
+    /// repeatable [default: none]
+    #[arg(short = 'u', long = "listen-udp", value_name = "ADDR")]
+    pub listen_udp: Vec<String>,
 
     /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
     /// `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]

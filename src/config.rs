@@ -34,6 +34,7 @@ pub const FD_HEADROOM: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    pub listen_udp: Vec<SocketAddr>,
     pub output: Target,
     pub format: Format,
     pub max_line: usize,
@@ -51,6 +52,7 @@ pub struct Config {
 /// Every key the file may hold.
 const KEYS: &[&str] = &[
     "listen",
+    "listen_udp",
     "output",
     "format",
     "max_line",
@@ -95,6 +97,7 @@ impl Config {
 #[derive(Default, Clone)]
 struct Raw {
     listen: Option<Vec<String>>,
+    listen_udp: Option<Vec<String>>,
     output: Option<String>,
     format: Option<String>,
     max_line: Option<String>,
@@ -124,6 +127,7 @@ impl Raw {
             let value = value.clone();
             match key.as_str() {
                 "listen" => raw.listen = Some(value_as::<Vec<String>>(&key, value)?),
+                "listen_udp" => raw.listen_udp = Some(value_as::<Vec<String>>(&key, value)?),
                 "output" => raw.output = Some(value_as(&key, value)?),
                 "format" => raw.format = Some(value_as(&key, value)?),
                 "max_line" => {
@@ -150,6 +154,9 @@ impl Raw {
         if !cli.listen.is_empty() {
             self.listen = Some(cli.listen.clone());
         }
+        if !cli.listen_udp.is_empty() {
+            self.listen_udp = Some(cli.listen_udp.clone());
+        }
         fn set<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
             if v.is_some() {
                 *slot = v.clone();
@@ -171,23 +178,17 @@ impl Raw {
     }
 
     fn resolve(self, fd_limit: usize) -> Result<Config> {
-        let listen = self.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()]);
-        if listen.is_empty() {
-            bail!("key `listen`: at least one address is needed");
+        let listen = addresses(
+            "listen",
+            &self.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()]),
+        )?;
+        let listen_udp = addresses("listen_udp", &self.listen_udp.unwrap_or_default())?;
+        if listen.is_empty() && listen_udp.is_empty() {
+            bail!("key `listen`: at least one address is needed (or one in `listen_udp`)");
         }
-        let listen = listen
-            .iter()
-            .map(|a| {
-                a.parse::<SocketAddr>().map_err(|_| {
-                    anyhow!(
-                        "key `listen`: `{a}` is not an address of the form IP:PORT or [IPv6]:PORT"
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if listen.len() > crate::event_loop::MAX_LISTENERS {
+        if listen.len() + listen_udp.len() > crate::event_loop::MAX_LISTENERS {
             bail!(
-                "key `listen`: at most {} addresses",
+                "keys `listen` and `listen_udp`: at most {} addresses in all",
                 crate::event_loop::MAX_LISTENERS
             );
         }
@@ -239,6 +240,7 @@ impl Raw {
         }
         Ok(Config {
             listen,
+            listen_udp,
             output,
             format,
             max_line,
@@ -252,6 +254,17 @@ impl Raw {
             idle_timeout,
         })
     }
+}
+
+/// The addresses of one listen key, each `IP:PORT` or `[IPv6]:PORT`.
+fn addresses(key: &str, list: &[String]) -> Result<Vec<SocketAddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                anyhow!("key `{key}`: `{a}` is not an address of the form IP:PORT or [IPv6]:PORT")
+            })
+        })
+        .collect()
 }
 
 fn value_as<T: DeserializeOwned>(key: &str, value: toml::Value) -> Result<T> {
@@ -283,6 +296,8 @@ impl fmt::Display for Config {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let listen: Vec<String> = self.listen.iter().map(|a| q(&a.to_string())).collect();
         writeln!(f, "listen = [{}]", listen.join(", "))?;
+        let udp: Vec<String> = self.listen_udp.iter().map(|a| q(&a.to_string())).collect();
+        writeln!(f, "listen_udp = [{}]", udp.join(", "))?;
         writeln!(f, "output = {}", q(&self.output.to_string()))?;
         writeln!(f, "format = {}", q(&self.format.to_string()))?;
         writeln!(f, "max_line = {}", self.max_line)?;
@@ -320,6 +335,7 @@ mod tests {
     fn defaults() {
         let c = load("").unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:5140".parse().unwrap()]);
+        assert!(c.listen_udp.is_empty());
         assert_eq!(c.format, Format::Default);
         assert_eq!(c.max_line, 64 * 1024);
         assert_eq!(c.max_connections, 1024 - FD_HEADROOM);
@@ -330,13 +346,14 @@ mod tests {
     #[test]
     fn all_keys() {
         let c = load(
-            "listen = [\"[::1]:1\", \"0.0.0.0:2\"]\noutput = \"syslog+udp://127.0.0.1:514\"\n\
+            "listen = [\"[::1]:1\", \"0.0.0.0:2\"]\nlisten_udp = [\"127.0.0.1:514\"]\noutput = \"syslog+udp://127.0.0.1:514\"\n\
              format = \"json\"\nmax_line = \"1M\"\nforeground = true\npid_file = \"/run/x.pid\"\n\
              user = \"nobody\"\ngroup = \"nogroup\"\nsyslog_facility = \"local3\"\n\
              max_connections = 10\nbacklog = 5\nidle_timeout = 30\n",
         )
         .unwrap();
         assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.listen_udp, vec!["127.0.0.1:514".parse().unwrap()]);
         assert_eq!(c.format, Format::Json);
         assert_eq!(c.max_line, 1 << 20);
         assert!(c.foreground);
@@ -352,6 +369,12 @@ mod tests {
         assert!(err("max_line = \"lots\"").contains("key `max_line`"));
         assert!(err("format = \"xml\"").contains("key `format`: unknown format `xml`"));
         assert!(err("listen = [\"nowhere\"]").contains("key `listen`"));
+        assert!(err("listen_udp = [\"1.2.3.4\"]").contains("key `listen_udp`: `1.2.3.4`"));
+        assert!(err("listen = []").contains("at least one address"));
+        assert!(
+            load("listen = []\nlisten_udp = [\"127.0.0.1:1\"]").is_ok(),
+            "UDP only"
+        );
         assert!(err("backlog = \"x\"").contains("key `backlog`"));
         assert!(err("colour = 1").contains("unknown key `colour`"));
         assert!(err("syslog_facility = \"mars\"").contains("key `syslog_facility`"));
@@ -361,7 +384,8 @@ mod tests {
     /// The printed configuration reads back to the same settings.
     #[test]
     fn display_round_trips() {
-        let c = load("listen = [\"[::1]:7\"]\nformat = \"raw\"\nidle_timeout = 9").unwrap();
+        let c = load("listen = [\"[::1]:7\"]\nlisten_udp = [\"[::1]:8\"]\nformat = \"raw\"\nidle_timeout = 9")
+            .unwrap();
         let again = load(&c.to_string()).unwrap();
         assert_eq!(again.to_string(), c.to_string());
     }

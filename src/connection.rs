@@ -34,13 +34,17 @@ pub enum Status {
     Closed(Option<std::io::Error>),
 }
 
+/// A peer as written in records: `192.0.2.7:51234` or `[2001:db8::7]:51234`. A v4 client of a
+/// dual-stack [::] socket shows as ::ffff:a.b.c.d; it is written as v4.
+pub fn peer_text(addr: SocketAddr) -> String {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string()
+}
+
 impl Connection {
     pub fn new(stream: TcpStream, addr: SocketAddr, id: u64, now: Instant) -> Connection {
-        // A v4 client of a dual-stack [::] listener shows as ::ffff:a.b.c.d; write it as v4.
-        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         Connection {
             stream,
-            peer: addr.to_string().into_bytes().into_boxed_slice(),
+            peer: peer_text(addr).into_bytes().into_boxed_slice(),
             id,
             lines: LineBuffer::default(),
             readable: true,

@@ -1,5 +1,5 @@
 //! The event loop: one `mio::Poll` drives the listeners, every client connection (kept in a
-//! `Slab`) and the signals. Nothing here blocks except writing the output.
+//! `Slab`), the UDP sockets and the signals. Nothing here blocks except writing the output.
 //!
 //! Each iteration: wait for events (or the next timer), accept new clients, mark readable
 //! connections, read from them in turns (writing the output out every `FLUSH_AT`), write out
@@ -17,20 +17,22 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mio::net::TcpListener;
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::connection::peer_text;
 use crate::connection::{Connection, Status};
 use crate::diag::{error, info, warning};
+use crate::listen::Listeners;
 use crate::notify::Notifier;
 use crate::output_health::{self, FLUSH_AT, HIGH_WATER, OutputHealth};
 use crate::recorder::Recorder;
 use crate::sink::Sink;
 
-/// Most listening sockets (each needs its own token below the clients').
+/// Most listening sockets, TCP and UDP together (each needs its own token below the clients').
 pub const MAX_LISTENERS: usize = 64;
 const SIGNALS: Token = Token(0);
 /// The output's socket (syslog), watched for writability while its receiver is busy.
@@ -51,6 +53,8 @@ fn client_key(token: Token) -> usize {
 const READ_BUF: usize = 64 * 1024;
 /// Reads one connection gets per turn before the next ready connection is served.
 const READ_BUDGET: usize = 16;
+/// Datagrams one UDP socket gets per turn.
+const DATAGRAM_BUDGET: usize = 256;
 /// Events taken per poll.
 const EVENTS: usize = 1024;
 /// Pause before accepting again after an accept error such as EMFILE: no busy loop.
@@ -64,9 +68,18 @@ pub struct Settings {
     pub target: String,
 }
 
+/// A UDP socket and whether it may hold unread datagrams (edge-triggered, like connections).
+struct Datagrams {
+    socket: UdpSocket,
+    name: String,
+    readable: bool,
+}
+
 pub struct Server {
     poll: Poll,
     listeners: Vec<(TcpListener, String)>,
+    /// UDP sockets; their tokens follow the TCP listeners'.
+    datagrams: Vec<Datagrams>,
     signals: Signals,
     conns: Slab<Connection>,
     /// Connections that may hold unread data, as (slab key, connection id).
@@ -98,7 +111,7 @@ pub struct Summary {
 impl Server {
     /// Registers everything with a new `Poll`. `listeners` carry the name used in messages.
     pub fn new(
-        listeners: Vec<(std::net::TcpListener, String)>,
+        listeners: Listeners,
         sink: Sink,
         max_line: usize,
         settings: Settings,
@@ -109,16 +122,31 @@ impl Server {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut mio_listeners = Vec::new();
-        for (i, (listener, name)) in listeners.into_iter().enumerate() {
+        for (i, (listener, name)) in listeners.tcp.into_iter().enumerate() {
             let mut listener = TcpListener::from_std(listener);
             poll.registry()
                 .register(&mut listener, Token(FIRST_LISTENER + i), Interest::READABLE)
                 .with_context(|| format!("registering listener {name}"))?;
             mio_listeners.push((listener, name));
         }
+        let mut datagrams = Vec::new();
+        for (socket, name) in listeners.udp {
+            let mut socket = UdpSocket::from_std(socket);
+            let token = Token(FIRST_LISTENER + mio_listeners.len() + datagrams.len());
+            poll.registry()
+                .register(&mut socket, token, Interest::READABLE)
+                .with_context(|| format!("registering {name}"))?;
+            datagrams.push(Datagrams {
+                socket,
+                name,
+                // Datagrams may have arrived before registration (socket activation).
+                readable: true,
+            });
+        }
         Ok(Server {
             poll,
             listeners: mio_listeners,
+            datagrams,
             signals,
             conns: Slab::new(),
             ready: VecDeque::new(),
@@ -136,12 +164,18 @@ impl Server {
         })
     }
 
-    /// The addresses actually bound (port 0 resolved).
-    pub fn local_addrs(&self) -> Vec<Result<SocketAddr, String>> {
-        self.listeners
-            .iter()
-            .map(|(l, name)| l.local_addr().map_err(|_| name.clone()))
-            .collect()
+    /// One line per socket, naming the address actually bound (port 0 resolved):
+    /// `listening on 127.0.0.1:5140`, `listening on udp 127.0.0.1:5140`.
+    pub fn listening(&self) -> Vec<String> {
+        let tcp = self.listeners.iter().map(|(l, name)| match l.local_addr() {
+            Ok(addr) => format!("listening on {addr}"),
+            Err(_) => format!("listening on {name}"),
+        });
+        let udp = self.datagrams.iter().map(|d| match d.socket.local_addr() {
+            Ok(addr) => format!("listening on udp {addr}"),
+            Err(_) => format!("listening on {}", d.name),
+        });
+        tcp.chain(udp).collect()
     }
 
     /// Tells systemd the daemon is ready.
@@ -168,11 +202,12 @@ impl Server {
                 match event.token() {
                     SIGNALS => self.take_signals(&mut reopen, &mut stop),
                     OUTPUT => self.output.wake(),
-                    Token(t) if t < FIRST_CLIENT => self.accept_all(t - FIRST_LISTENER, now),
+                    Token(t) if t < FIRST_CLIENT => self.listener_ready(t - FIRST_LISTENER, now),
                     token => self.mark_readable(client_key(token)),
                 }
             }
             self.run_timers(now);
+            self.read_datagrams(now);
             self.read_ready(now);
             self.flush_output(now);
             if reopen {
@@ -188,7 +223,8 @@ impl Server {
     /// How long `poll` may wait: not at all while connections have unread data (unless the
     /// output is backed up), else until the earliest timer.
     fn poll_timeout(&self, now: Instant, notify_at: Option<Instant>) -> Option<Duration> {
-        if !self.ready.is_empty() && !self.output_full() {
+        let unread = !self.ready.is_empty() || self.datagrams.iter().any(|d| d.readable);
+        if unread && !self.output_full() {
             return Some(Duration::ZERO);
         }
         let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
@@ -217,6 +253,57 @@ impl Server {
                 SIGTERM | SIGINT => *stop = true,
                 SIGUSR1 => info!("stats: {}", self.recorder.stats),
                 _ => {}
+            }
+        }
+    }
+
+    /// A listening socket is readable: accept on a TCP listener, note a UDP socket's datagrams.
+    fn listener_ready(&mut self, index: usize, now: Instant) {
+        match index.checked_sub(self.listeners.len()) {
+            None => self.accept_all(index, now),
+            Some(udp) => self.datagrams[udp].readable = true,
+        }
+    }
+
+    /// Gives each UDP socket with unread datagrams one turn. Each datagram is whole: its lines
+    /// are records, and so is a last line without LF; nothing carries over to the next one.
+    fn read_datagrams(&mut self, now: Instant) {
+        for index in 0..self.datagrams.len() {
+            if self.datagrams[index].readable {
+                self.receive(index, DATAGRAM_BUDGET, now);
+            }
+        }
+    }
+
+    /// Receives up to `budget` datagrams from one UDP socket, unless the output is backed up
+    /// (then the kernel queues them, and drops what overflows its buffer: UDP has no flow
+    /// control).
+    fn receive(&mut self, index: usize, budget: usize, now: Instant) {
+        for _ in 0..budget {
+            if self.recorder.sink.backlog() >= FLUSH_AT {
+                self.flush_output(now);
+            }
+            if self.output_full() {
+                return;
+            }
+            let d = &mut self.datagrams[index];
+            match d.socket.recv_from(&mut self.read_buf) {
+                Ok((n, from)) => {
+                    self.recorder
+                        .record_datagram(peer_text(from).as_bytes(), &self.read_buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    d.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Nothing a sender does makes recv_from fail; wait for the next event.
+                    error!("receiving on {}: {e}", d.name);
+                    d.readable = false;
+                    self.recorder.stats.errors += 1;
+                    return;
+                }
             }
         }
     }
@@ -431,6 +518,10 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         let now = Instant::now();
+        // Datagrams the kernel already holds are recorded; its buffer bounds them.
+        for index in 0..self.datagrams.len() {
+            self.receive(index, usize::MAX, now);
+        }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             let conn = &mut self.conns[key];

@@ -1,10 +1,11 @@
-//! Getting the listening sockets: bound here (`--listen`), or adopted from systemd socket
-//! activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, see sd_listen_fds(3)).
+//! Getting the listening sockets: bound here (`--listen` for TCP, `--listen-udp` for UDP), or
+//! adopted from systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, see
+//! sd_listen_fds(3)): `ListenStream=` sockets are TCP listeners, `ListenDatagram=` ones UDP.
 //!
 //! Both happen before daemonizing and before dropping privileges, so a port below 1024 works
 //! and "address in use" reaches the person who typed the command.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::FromRawFd;
 
 use anyhow::{Context, Result, bail};
@@ -25,27 +26,54 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// The TCP listeners systemd passed, with their names, or `None` if it passed none.
-pub fn from_systemd() -> Result<Option<Vec<(TcpListener, String)>>> {
+/// Receive buffer asked for on UDP sockets, so a burst waits in the kernel instead of being
+/// dropped there (UDP has no flow control). The kernel caps it at net.core.rmem_max.
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Binds one UDP socket.
+pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket> {
+    let socket = (|| {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_recv_buffer_size(UDP_RECV_BUFFER)?;
+        socket.bind(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>(socket)
+    })()
+    .with_context(|| format!("binding udp {addr}"))?;
+    Ok(socket.into())
+}
+
+/// Sockets to receive on, each with the name used in messages.
+#[derive(Default)]
+pub struct Listeners {
+    pub tcp: Vec<(TcpListener, String)>,
+    pub udp: Vec<(UdpSocket, String)>,
+}
+
+/// The sockets systemd passed, or `None` if it passed none.
+pub fn from_systemd() -> Result<Option<Listeners>> {
     let fds = sd_notify::listen_fds_with_names().context("reading LISTEN_FDS")?;
     if fds.len() == 0 {
         return Ok(None);
     }
-    let mut listeners = Vec::new();
+    let mut listeners = Listeners::default();
     for (fd, name) in fds {
         // SAFETY: sd_listen_fds(3) hands these descriptors to this process; nothing else owns them.
         let socket = unsafe { Socket::from_raw_fd(fd) };
-        let stream = socket.r#type().map(|t| t == Type::STREAM).unwrap_or(false);
-        if !stream || !socket.is_listener().unwrap_or(false) {
-            bail!(
-                "socket activation: fd {fd} ({name}) is not a listening stream socket; \
-                 logsinkd.socket needs ListenStream="
-            );
-        }
+        let kind = socket.r#type().ok();
+        let listening = socket.is_listener().unwrap_or(false);
         socket
             .set_nonblocking(true)
             .with_context(|| format!("socket activation: fd {fd} ({name})"))?;
-        listeners.push((socket.into(), name));
+        match kind {
+            Some(Type::STREAM) if listening => listeners.tcp.push((socket.into(), name)),
+            Some(Type::DGRAM) => listeners.udp.push((socket.into(), name)),
+            _ => bail!(
+                "socket activation: fd {fd} ({name}) is neither a listening stream socket nor \
+                 a datagram socket; logsinkd.socket needs ListenStream= or ListenDatagram="
+            ),
+        }
     }
     // Children must not think the sockets are theirs.
     // SAFETY: single-threaded at this point of start-up.
@@ -55,4 +83,18 @@ pub fn from_systemd() -> Result<Option<Vec<(TcpListener, String)>>> {
         std::env::remove_var("LISTEN_FDNAMES");
     }
     Ok(Some(listeners))
+}
+
+/// Binds the configured addresses.
+pub fn bind_all(tcp: &[SocketAddr], udp: &[SocketAddr], backlog: u32) -> Result<Listeners> {
+    Ok(Listeners {
+        tcp: tcp
+            .iter()
+            .map(|&addr| Ok((bind(addr, backlog)?, addr.to_string())))
+            .collect::<Result<_>>()?,
+        udp: udp
+            .iter()
+            .map(|&addr| Ok((bind_udp(addr)?, format!("udp {addr}"))))
+            .collect::<Result<_>>()?,
+    })
 }

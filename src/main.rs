@@ -65,11 +65,7 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
         .transpose()?;
     let listeners = match listen::from_systemd()? {
         Some(adopted) => adopted,
-        None => config
-            .listen
-            .iter()
-            .map(|&addr| Ok((listen::bind(addr, config.backlog)?, addr.to_string())))
-            .collect::<Result<Vec<_>>>()?,
+        None => listen::bind_all(&config.listen, &config.listen_udp, config.backlog)?,
     };
     let sink = Sink::open(&config.output, config.format, &config.syslog_facility)?;
 
@@ -111,11 +107,7 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
             return Err(e);
         }
     };
-    for addr in server.local_addrs() {
-        let line = match addr {
-            Ok(addr) => format!("listening on {addr}"),
-            Err(name) => format!("listening on {name}"),
-        };
+    for line in server.listening() {
         diag::log(Level::Info, format_args!("{line}"));
         readiness.say(&line);
     }

@@ -100,6 +100,14 @@ impl Recorder {
         });
     }
 
+    /// Records one datagram: each of its lines, and a last line without LF, since a datagram
+    /// is whole (nothing carries over to the next one).
+    pub fn record_datagram(&mut self, peer: &[u8], data: &[u8]) {
+        let mut lines = LineBuffer::default();
+        self.ingest(peer, &mut lines, data);
+        self.finish(peer, &mut lines);
+    }
+
     /// Records the unfinished line of a connection that ends.
     pub fn finish(&mut self, peer: &[u8], lines: &mut LineBuffer) {
         let time = self.clock.now();

@@ -1,5 +1,5 @@
-//! Integration tests: each starts the real `logsinkd` binary and talks to it over real TCP on
-//! 127.0.0.1, with real signals and real files (see util.rs for the harness).
+//! Integration tests: each starts the real `logsinkd` binary and talks to it over real TCP (and
+//! UDP) on 127.0.0.1, with real signals and real files (see util.rs for the harness).
 
 mod config;
 mod daemon_mode;
@@ -12,4 +12,5 @@ mod soak_run;
 mod syslog;
 mod systemd;
 mod systemd_notify;
+mod udp;
 mod util;

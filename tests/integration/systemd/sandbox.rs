@@ -1,5 +1,5 @@
-//! The sandbox: what the service can still do (socket activation without a network of its
-//! own, syslog outputs), what it cannot (run privileged, write outside /var/log/logsinkd), and
+//! The sandbox: what the service can still do (TCP and UDP listening, socket activation of
+//! either without a network of its own, syslog outputs), what it cannot (run privileged, write outside /var/log/logsinkd), and
 //! the unit checks: `systemd-analyze verify` and the exposure scores.
 
 use std::io::Write;
@@ -58,6 +58,53 @@ fn activate_by_first_client(machine: &Machine) -> u32 {
     );
     machine.main_pid("logsinkd.service")
 }
+
+/// UDP listening works under the shipped sandbox: a datagram is recorded with its sender.
+#[test]
+fn udp_listening_works_inside_the_sandbox() {
+    let Some(machine) = boot_with_package("udp_listening_works_inside_the_sandbox") else {
+        return;
+    };
+    let out = start_with_options(&machine, &format!("--listen-udp {UDP_ADDR}"));
+    assert!(out.status.success(), "{}", describe(&out));
+    let sender = machine.bind_udp();
+    sender.send_to(b"over udp\n", UDP_ADDR).unwrap();
+    let records = wait_for_records(&machine, LOG, 1);
+    let (_, peer, line) = split_record(&records[0]);
+    assert_eq!(line, "over udp");
+    assert_eq!(peer, sender.local_addr().unwrap().to_string());
+}
+
+/// A `ListenDatagram=` socket activates the network-less service too: the first datagram wakes
+/// it and is recorded.
+#[test]
+fn socket_activation_by_a_datagram() {
+    let Some(machine) = boot_with_package("socket_activation_by_a_datagram") else {
+        return;
+    };
+    install_activation_drop_in(&machine);
+    machine.write(
+        "/run/systemd/system/logsinkd.socket.d/udp.conf",
+        &format!("[Socket]\nListenDatagram={UDP_ADDR}\n"),
+    );
+    machine.ok("systemctl", &["daemon-reload"]);
+    machine.ok("systemctl", &["start", "logsinkd.socket"]);
+    assert_eq!(machine.show("logsinkd.service", "ActiveState"), "inactive");
+    let sender = machine.bind_udp();
+    sender.send_to(b"wakes it by udp\n", UDP_ADDR).unwrap();
+    let records = wait_for_records(&machine, LOG, 1);
+    assert_eq!(split_record(&records[0]).2, "wakes it by udp");
+    assert_eq!(machine.show("logsinkd.service", "ActiveState"), "active");
+    let pid = machine.main_pid("logsinkd.service");
+    assert_ne!(netns(&machine, pid), netns(&machine, 1));
+    // The TCP socket of logsinkd.socket is served by the same process.
+    machine.connect(ADDR).write_all(b"and by tcp\n").unwrap();
+    let records = wait_for_records(&machine, LOG, 2);
+    assert_eq!(split_record(&records[1]).2, "and by tcp");
+}
+
+/// The UDP address the tests above use, in the machine's own network namespace.
+const UDP_ADDR: &str = "127.0.0.1:5514";
 
 /// capabilities(7): the capability that allows raising a hard resource limit.
 const CAP_SYS_RESOURCE: u32 = 24;
