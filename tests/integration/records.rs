@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 
 use crate::util::*;
 
@@ -190,19 +189,7 @@ fn client_cannot_forge_records() {
 fn logger_tcp_client() {
     let dir = temp_dir();
     let d = Daemon::start(dir.path(), &[]);
-    let status = Command::new("logger")
-        .args(["--tcp", "-n", "127.0.0.1", "-P", &d.addr.port().to_string()])
-        .args(["-t", "mytag", "hello from logger"])
-        .status()
-        .expect("running util-linux logger (apt-get install bsdutils)");
-    assert!(status.success());
-    let lines = d.wait_for_lines(1);
-    let (_, peer, line) = split_record(&lines[0]);
-    assert!(peer.starts_with("127.0.0.1:"), "{peer}");
-    assert!(
-        line.contains("mytag") && line.ends_with("hello from logger"),
-        "{line}"
-    );
+    logger_message_recorded(&d, "--tcp", d.addr, "hello from logger");
 }
 
 /// A dual-stack/IPv6 listener writes IPv6 peers as [addr]:port.

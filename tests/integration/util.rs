@@ -291,6 +291,21 @@ impl Drop for Daemon {
 }
 
 /// A record in `default` format, split into (time, peer, line).
+/// Sends `message` with tag `mytag` through util-linux `logger` (`--tcp` or `--udp`) to the
+/// daemon at `addr`, then checks the first record: logger's message, from a 127.0.0.1 peer.
+pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, message: &str) {
+    let status = Command::new("logger")
+        .args([transport, "-n", "127.0.0.1", "-P", &addr.port().to_string()])
+        .args(["-t", "mytag", message])
+        .status()
+        .expect("running util-linux logger (apt-get install bsdutils)");
+    assert!(status.success());
+    let lines = d.wait_for_lines(1);
+    let (_, peer, line) = split_record(&lines[0]);
+    assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+    assert!(line.contains("mytag") && line.ends_with(message), "{line}");
+}
+
 pub fn split_record(record: &str) -> (&str, &str, &str) {
     let mut parts = record.splitn(3, ' ');
     let time = parts.next().unwrap();
