@@ -294,10 +294,12 @@ fn parse_size(text: &str) -> Option<usize> {
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
-        let listen: Vec<String> = self.listen.iter().map(|a| q(&a.to_string())).collect();
-        writeln!(f, "listen = [{}]", listen.join(", "))?;
-        let udp: Vec<String> = self.listen_udp.iter().map(|a| q(&a.to_string())).collect();
-        writeln!(f, "listen_udp = [{}]", udp.join(", "))?;
+        let list = |addrs: &[SocketAddr]| {
+            let quoted: Vec<String> = addrs.iter().map(|a| q(&a.to_string())).collect();
+            quoted.join(", ")
+        };
+        writeln!(f, "listen = [{}]", list(&self.listen))?;
+        writeln!(f, "listen_udp = [{}]", list(&self.listen_udp))?;
         writeln!(f, "output = {}", q(&self.output.to_string()))?;
         writeln!(f, "format = {}", q(&self.format.to_string()))?;
         writeln!(f, "max_line = {}", self.max_line)?;

@@ -66,7 +66,7 @@ impl Connection {
             if recorder.sink.backlog() >= limit {
                 return Status::More;
             }
-            match recorder.read_from(&self.stream, &self.peer, &mut self.lines, buf) {
+            match recorder.read_from(&mut self.stream, &self.peer, &mut self.lines, buf) {
                 Ok(0) => {
                     recorder.finish(&self.peer, &mut self.lines);
                     return Status::Closed(None);

@@ -23,8 +23,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::connection::peer_text;
-use crate::connection::{Connection, Status};
+use crate::connection::{Connection, Status, peer_text};
 use crate::diag::{error, info, warning};
 use crate::listen::Listeners;
 use crate::notify::Notifier;
@@ -240,6 +239,15 @@ impl Server {
         .map(|at| at.saturating_duration_since(now))
     }
 
+    /// Before reading more: writes the batch out once it reaches `FLUSH_AT`, and says whether
+    /// the output can take what is read (false while its backlog is at `HIGH_WATER`).
+    fn room_to_read(&mut self, now: Instant) -> bool {
+        if self.recorder.sink.backlog() >= FLUSH_AT {
+            self.flush_output(now);
+        }
+        !self.output_full()
+    }
+
     fn output_full(&self) -> bool {
         self.recorder.sink.backlog() >= HIGH_WATER
     }
@@ -280,10 +288,7 @@ impl Server {
     /// control).
     fn receive(&mut self, index: usize, budget: usize, now: Instant) {
         for _ in 0..budget {
-            if self.recorder.sink.backlog() >= FLUSH_AT {
-                self.flush_output(now);
-            }
-            if self.output_full() {
+            if !self.room_to_read(now) {
                 return;
             }
             let d = &mut self.datagrams[index];
@@ -404,10 +409,7 @@ impl Server {
     /// Gives each connection on the ready queue one turn.
     fn read_ready(&mut self, now: Instant) {
         for _ in 0..self.ready.len() {
-            if self.recorder.sink.backlog() >= FLUSH_AT {
-                self.flush_output(now);
-            }
-            if self.output_full() {
+            if !self.room_to_read(now) {
                 return;
             }
             // A healthy output is written out every FLUSH_AT; a failing one holds up to

@@ -8,7 +8,7 @@
 //! unfinished line is copied in front of a read (`IN_PLACE_CARRY`): a client trickling a long
 //! line must not make every read copy and rescan all of it again.
 
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::line_buffer::{LineBuffer, Piece};
@@ -42,18 +42,17 @@ impl Recorder {
     /// at the end of the stream. `scratch` is the read buffer all connections share.
     pub fn read_from(
         &mut self,
-        socket: &impl AsRawFd,
+        socket: &mut (impl Read + AsRawFd),
         peer: &[u8],
         lines: &mut LineBuffer,
         scratch: &mut [u8],
     ) -> io::Result<usize> {
-        let fd = socket.as_raw_fd();
         let carry = lines.unfinished().filter(|u| u.len() <= IN_PLACE_CARRY);
         if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
             let start = batch.len();
             batch.extend_from_slice(unfinished);
-            let n =
-                recv_appending(fd, batch, scratch.len()).inspect_err(|_| batch.truncate(start))?;
+            let n = recv_appending(socket.as_raw_fd(), batch, scratch.len())
+                .inspect_err(|_| batch.truncate(start))?;
             if n == 0 {
                 batch.truncate(start);
                 return Ok(0);
@@ -70,7 +69,7 @@ impl Recorder {
             self.frame(peer, lines, &scratch[..n]);
             return Ok(n);
         }
-        let n = recv(fd, scratch)?;
+        let n = socket.read(scratch)?;
         if n > 0 {
             self.ingest(peer, lines, &scratch[..n]);
         }
@@ -119,14 +118,8 @@ impl Recorder {
     }
 }
 
-/// `recv(2)` into `buf`.
-fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
-}
-
-/// `recv(2)` of at most `max` bytes appended to `out`, without first zeroing the space.
+/// `recv(2)` of at most `max` bytes appended to `out`, without first zeroing the space (which
+/// `Read::read` would need).
 fn recv_appending(fd: RawFd, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     out.reserve(max);
     let spare = out.spare_capacity_mut();
@@ -159,14 +152,14 @@ mod tests {
         let path = dir.path().join("out.log");
         let sink = Sink::open(&Target::File(path.clone()), format, "user").unwrap();
         let mut recorder = Recorder::new(sink, max_line);
-        let (mut client, server) = UnixStream::pair().unwrap();
+        let (mut client, mut server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
         let mut lines = LineBuffer::default();
         let mut scratch = vec![0; read_size];
         for chunk in chunks {
             client.write_all(chunk).unwrap();
             loop {
-                match recorder.read_from(&server, b"peer", &mut lines, &mut scratch) {
+                match recorder.read_from(&mut server, b"peer", &mut lines, &mut scratch) {
                     Ok(n) => assert!(n > 0, "the client is still there"),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => panic!("{e}"),
@@ -177,7 +170,7 @@ mod tests {
         drop(client);
         assert_eq!(
             recorder
-                .read_from(&server, b"peer", &mut lines, &mut scratch)
+                .read_from(&mut server, b"peer", &mut lines, &mut scratch)
                 .unwrap(),
             0
         );
