@@ -28,8 +28,10 @@ pub struct Connection {
 pub enum Status {
     /// Read until `WouldBlock`: wait for the next readiness event.
     Drained,
-    /// Stopped early (read budget used, or the output is backed up): more may be waiting.
+    /// The read budget is used up: more may be waiting.
     More,
+    /// The output's backlog reached the limit: write it out before reading more.
+    Full,
     /// The client is gone (EOF or error); its partial line is recorded. Remove it.
     Closed(Option<std::io::Error>),
 }
@@ -52,20 +54,21 @@ impl Connection {
         }
     }
 
-    /// Reads and records what the client sent, at most `budget` reads, and stops early when
-    /// the output's backlog reaches `limit`.
+    /// Reads and records what the client sent, taking one from `budget` for each read, and
+    /// stops early when the output's backlog reaches `limit`.
     pub fn read_available(
         &mut self,
         buf: &mut [u8],
-        budget: usize,
+        budget: &mut usize,
         limit: usize,
         recorder: &mut Recorder,
         now: Instant,
     ) -> Status {
-        for _ in 0..budget {
+        while *budget > 0 {
             if recorder.sink.backlog() >= limit {
-                return Status::More;
+                return Status::Full;
             }
+            *budget -= 1;
             match recorder.read_from(&mut self.stream, &self.peer, &mut self.lines, buf) {
                 Ok(0) => {
                     recorder.finish(&self.peer, &mut self.lines);

@@ -50,8 +50,12 @@ fn client_key(token: Token) -> usize {
 
 /// The one read buffer all connections share: idle connections hold no read buffer.
 const READ_BUF: usize = 64 * 1024;
-/// Reads one connection gets per turn before the next ready connection is served.
-const READ_BUDGET: usize = 16;
+/// Reads one connection gets per turn (up to 4 MiB) before the next ready connection is
+/// served. Turns much shorter than that cost throughput with several busy clients: each switch
+/// leaves the other sockets' receive windows closed longer, and on loopback the window updates
+/// then make this process do the senders' transmit work (16 clients: 0.8x of the reference
+/// server with 16 reads per turn, 0.9-1.0x with 64).
+const READ_BUDGET: usize = 64;
 /// Datagrams one UDP socket gets per turn.
 const DATAGRAM_BUDGET: usize = 256;
 /// Events taken per poll.
@@ -412,6 +416,24 @@ impl Server {
             if !self.room_to_read(now) {
                 return;
             }
+            let Some((key, id)) = self.ready.pop_front() else {
+                return;
+            };
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.id == id && c.readable)
+            {
+                self.turn(key, id, now);
+            }
+        }
+    }
+
+    /// One connection's turn: up to READ_BUDGET reads. The batch is written out whenever it
+    /// reaches FLUSH_AT and the same connection goes on, as long as the output takes data.
+    fn turn(&mut self, key: usize, id: u64, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
             // A healthy output is written out every FLUSH_AT; a failing one holds up to
             // HIGH_WATER before reading stops.
             let limit = if self.output.failing() {
@@ -419,28 +441,23 @@ impl Server {
             } else {
                 FLUSH_AT
             };
-            let Some((key, id)) = self.ready.pop_front() else {
-                return;
-            };
-            let conn = match self.conns.get_mut(key) {
-                Some(conn) if conn.id == id && conn.readable => conn,
-                _ => continue,
-            };
+            let conn = &mut self.conns[key];
             match conn.read_available(
                 &mut self.read_buf,
-                READ_BUDGET,
+                &mut budget,
                 limit,
                 &mut self.recorder,
                 now,
             ) {
-                Status::Drained => {}
-                Status::More => self.ready.push_back((key, id)),
+                Status::Drained => return,
+                Status::Full if budget > 0 && self.room_to_read(now) => {}
+                Status::Full | Status::More => return self.ready.push_back((key, id)),
                 Status::Closed(err) => {
                     if err.is_some() {
                         // Resets are routine (a client crashed); counted, not logged each.
                         self.recorder.stats.errors += 1;
                     }
-                    self.close(key, now);
+                    return self.close(key, now);
                 }
             }
         }
@@ -528,9 +545,10 @@ impl Server {
         for key in keys {
             let conn = &mut self.conns[key];
             // Unbounded here: the kernel's receive buffer bounds what is left to read.
+            let mut budget = usize::MAX;
             if let Status::Drained = conn.read_available(
                 &mut self.read_buf,
-                usize::MAX,
+                &mut budget,
                 usize::MAX,
                 &mut self.recorder,
                 now,
