@@ -94,9 +94,11 @@ impl Scenario {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(REFERENCE_ARG) {
-        reference::run(Path::new(
-            args.get(1).expect("output path after --reference-server"),
-        ));
+        reference::run(
+            Path::new(args.get(1).expect("output path after --reference-server")),
+            args.get(2)
+                .map_or(0, |p| p.parse().expect("extra percentage")),
+        );
     }
     let full = args.iter().any(|a| a == "--bench");
     let runs = args
@@ -123,7 +125,10 @@ fn main() -> ExitCode {
     };
     let mut results: Vec<report::Row> = Vec::new();
     for scenario in &scenarios {
-        let chosen: Vec<&Receiver> = receivers.iter().filter(|r| selected(scenario, r)).collect();
+        let chosen: Vec<&Receiver> = receivers
+            .iter()
+            .filter(|r| selected(scenario, r) && (scenario.throughput_target || !r.ceiling_only()))
+            .collect();
         if chosen.is_empty() {
             continue;
         }

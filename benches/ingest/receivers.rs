@@ -14,11 +14,23 @@ use crate::verify::Shape;
 /// The argument that makes this executable the reference server.
 pub const REFERENCE_ARG: &str = "--reference-server";
 
+/// How many more bytes logsinkd writes in `default` format than it receives, per 100 bytes of
+/// the bench's lines: `2026-11-26T03:33:04.123456Z 127.0.0.1:54321 ` in front of each
+/// 100-byte line (27 + 1 + 15 + 1; ephemeral ports have five digits).
+pub const DEFAULT_EXTRA_PERCENT: usize = 44;
+
 #[derive(Debug, Clone)]
 pub enum Kind {
-    Logsinkd { format: &'static str },
-    Reference,
-    Rsyslogd { bin: PathBuf },
+    Logsinkd {
+        format: &'static str,
+    },
+    /// `extra_percent`: more bytes written than received, in a second file (see reference.rs).
+    Reference {
+        extra_percent: usize,
+    },
+    Rsyslogd {
+        bin: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +53,13 @@ impl Receiver {
             },
             Receiver {
                 name: "reference",
-                kind: Kind::Reference,
+                kind: Kind::Reference { extra_percent: 0 },
+            },
+            Receiver {
+                name: "reference +44% bytes",
+                kind: Kind::Reference {
+                    extra_percent: DEFAULT_EXTRA_PERCENT,
+                },
             },
         ];
         let rsyslogd = ["/usr/sbin/rsyslogd", "/usr/bin/rsyslogd", "/sbin/rsyslogd"]
@@ -60,6 +78,12 @@ impl Receiver {
         all
     }
 
+    /// The reference writing as many bytes as `default` format does: a ceiling for that format
+    /// in the throughput scenarios, not run in the others.
+    pub fn ceiling_only(&self) -> bool {
+        matches!(self.kind, Kind::Reference { extra_percent } if extra_percent > 0)
+    }
+
     pub fn is_logsinkd(&self) -> bool {
         matches!(self.kind, Kind::Logsinkd { .. })
     }
@@ -67,7 +91,7 @@ impl Receiver {
     pub fn shape(&self) -> Shape {
         match self.kind {
             Kind::Logsinkd { format: "default" } => Shape::Stamped,
-            Kind::Reference => Shape::Stream,
+            Kind::Reference { .. } => Shape::Stream,
             _ => Shape::Bare,
         }
     }
@@ -92,11 +116,13 @@ impl Receiver {
                 .env_remove("NOTIFY_SOCKET");
                 (cmd, true)
             }
-            Kind::Reference => {
+            Kind::Reference { extra_percent } => {
                 let exe =
                     std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
                 let mut cmd = Command::new(exe);
-                cmd.arg(REFERENCE_ARG).arg(&out);
+                cmd.arg(REFERENCE_ARG)
+                    .arg(&out)
+                    .arg(extra_percent.to_string());
                 (cmd, true)
             }
             Kind::Rsyslogd { bin } => (rsyslogd_command(bin, dir, &out)?, false),

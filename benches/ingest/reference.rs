@@ -5,9 +5,13 @@
 //! thread, one `mio::Poll`, edge-triggered reads until `WouldBlock`, whatever was read appended
 //! to one buffer, and the buffer written (O_APPEND) when it is full and at the end of every
 //! loop iteration. SIGTERM writes out what is held and exits 0.
+//!
+//! With an extra percentage it also writes that many more bytes (filler, into a second file
+//! next to the output, at the same moments): the ceiling for a receiver whose records are
+//! longer than the lines it receives, as logsinkd's `default` format's are.
 
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 
@@ -25,8 +29,8 @@ const BLOCK: usize = 1 << 20;
 /// Largest single read (logsinkd's read buffer is as large).
 const READ: usize = 64 * 1024;
 
-pub fn run(out: &Path) -> ! {
-    match serve(out) {
+pub fn run(out: &Path, extra_percent: usize) -> ! {
+    match serve(out, extra_percent) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("reference: {e}");
@@ -35,8 +39,32 @@ pub fn run(out: &Path) -> ! {
     }
 }
 
-fn serve(out: &Path) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().append(true).create(true).open(out)?;
+/// The output, and the filler file that takes `extra_percent` more bytes with every write.
+struct Output {
+    file: File,
+    extra: Option<(File, usize)>,
+    filler: Vec<u8>,
+}
+
+impl Output {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some((file, percent)) = &mut self.extra {
+            file.write_all(&self.filler[..bytes.len() * *percent / 100])?;
+        }
+        self.file.write_all(bytes)
+    }
+}
+
+fn serve(out: &Path, extra_percent: usize) -> std::io::Result<()> {
+    let append = |path: &Path| OpenOptions::new().append(true).create(true).open(path);
+    let mut output = Output {
+        file: append(out)?,
+        extra: match extra_percent {
+            0 => None,
+            percent => Some((append(&out.with_extension("extra"))?, percent)),
+        },
+        filler: vec![b'x'; BLOCK * extra_percent / 100],
+    };
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
     let mut signals = Signals::new([SIGTERM])?;
@@ -87,7 +115,7 @@ fn serve(out: &Path) -> std::io::Result<()> {
             };
             loop {
                 if BLOCK - filled < READ {
-                    file.write_all(&block[..filled])?;
+                    output.write(&block[..filled])?;
                     filled = 0;
                 }
                 match stream.read(&mut block[filled..filled + READ]) {
@@ -105,10 +133,10 @@ fn serve(out: &Path) -> std::io::Result<()> {
                 }
             }
         }
-        file.write_all(&block[..filled])?;
+        output.write(&block[..filled])?;
         filled = 0;
         if stop {
-            return file.sync_all();
+            return output.file.sync_all();
         }
     }
 }

@@ -253,6 +253,14 @@ fn print_targets(rows: &[Row]) {
             "x",
         );
         if row.receiver.name.ends_with("default") {
+            // Not a target: how close `default` comes to a receiver that only copies as many
+            // bytes as it writes.
+            if let (Some(c), Some(r)) = (vs(Receiver::ceiling_only), vs(is_reference)) {
+                println!(
+                    "- {name}: the reference writing as many bytes reaches {:.3}x of the reference; logsinkd default {c:.3}x of it",
+                    r / c
+                );
+            }
             let per_100mb = m.cpu / (row.payload as f64 / 1e8);
             check(
                 format!("{name} CPU <= 0.15 s per 100 MB"),
