@@ -73,40 +73,171 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
 
 /// Appends the records of `lines`: whole lines, each ending in LF, none holding a CR, all
 /// received at `time` from `peer`. The same bytes as `write_record` line by line, but the
-/// common case, a line of printable ASCII, costs one scan that finds both its end and that it
-/// needs no escaping, and two copies: the shared `time peer ` prefix, then the line with its LF
-/// straight from the read buffer.
+/// common case, a line of printable ASCII, costs a copy of the shared `time peer ` prefix and
+/// one pass over the line that copies it while finding both its end and that it needs no
+/// escaping (32 bytes at a time where the CPU has AVX2, else 16).
 pub fn write_records(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8], lines: &[u8]) {
-    let mut start = 0;
     if format != Format::Default {
+        let mut start = 0;
         for end in memchr::memchr_iter(b'\n', lines) {
             write_record(format, out, time, peer, &lines[start..end]);
             start = end + 1;
         }
         return;
     }
-    let mut prefix = Vec::with_capacity(time.len() + peer.len() + 2);
-    prefix.extend_from_slice(time);
-    prefix.push(b' ');
-    prefix.extend_from_slice(peer);
-    prefix.push(b' ');
+    // The prefix, padded so that its copy is a fixed number of vector stores, not a call.
+    let mut prefix = [0u8; PREFIX_ROOM];
+    let len = time.len() + peer.len() + 2;
+    if len > PREFIX_ROOM {
+        // Never with the times and peers logsinkd writes.
+        let mut prefix = Vec::with_capacity(len);
+        prefix.extend_from_slice(time);
+        prefix.push(b' ');
+        prefix.extend_from_slice(peer);
+        prefix.push(b' ');
+        return write_record_runs_slowly(out, &prefix, lines);
+    }
+    prefix[..time.len()].copy_from_slice(time);
+    prefix[time.len()] = b' ';
+    prefix[time.len() + 1..len - 1].copy_from_slice(peer);
+    prefix[len - 1] = b' ';
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just found to support AVX2.
+        return unsafe { write_default_avx2(out, &prefix, len, lines) };
+    }
+    // SAFETY: `write_default` passes pointers valid for the 16 bytes.
+    write_default::<CHUNK>(out, &prefix, len, lines, |from, to| unsafe {
+        copy_chunk(from, to)
+    });
+}
+
+/// Room for the `time peer ` prefix of a `default` record: 27 + 1 + up to 58 + 1 bytes (the
+/// longest peer is an IPv6 address with a zone index).
+const PREFIX_ROOM: usize = 96;
+
+/// `write_default` for prefixes longer than `PREFIX_ROOM`: a scan, then copies.
+fn write_record_runs_slowly(out: &mut Vec<u8>, prefix: &[u8], lines: &[u8]) {
+    let mut start = 0;
     while start < lines.len() {
         let rest = &lines[start..];
-        let special = first_special(rest);
-        out.reserve(prefix.len() + special + 1);
-        out.extend_from_slice(&prefix);
-        let end = if rest.get(special) == Some(&b'\n') {
-            out.extend_from_slice(&rest[..=special]);
-            special
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        out.extend_from_slice(prefix);
+        escape_into(out, &rest[..end]);
+        out.push(b'\n');
+        start += end + 1;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn write_default_avx2(out: &mut Vec<u8>, prefix: &[u8; PREFIX_ROOM], len: usize, lines: &[u8]) {
+    // SAFETY: `write_default` passes pointers valid for the 32 bytes.
+    write_default::<32>(out, prefix, len, lines, |from, to| unsafe {
+        copy_chunk_avx2(from, to)
+    });
+}
+
+/// `write_records` in `default` format. `prefix[..len]` is the prefix; `copy` copies `N`
+/// bytes and returns the `special_mask` of them; it is only ever given a pointer readable and
+/// a pointer writable for `N` bytes.
+#[inline(always)]
+fn write_default<const N: usize>(
+    out: &mut Vec<u8>,
+    prefix: &[u8; PREFIX_ROOM],
+    len: usize,
+    lines: &[u8],
+    copy: impl Fn(*const u8, *mut u8) -> u32,
+) {
+    let mut start = 0;
+    while start < lines.len() {
+        let rest = &lines[start..];
+        // Room for the padded prefix and for every whole chunk of `rest`, each stored before it
+        // is checked (`rest` is at most one read, so this only checks the capacity).
+        out.reserve(PREFIX_ROOM + rest.len());
+        let base = out.len();
+        let mut i = 0;
+        let mut plain = None;
+        // SAFETY: `base + PREFIX_ROOM + rest.len()` bytes are allocated (reserved above). The
+        // prefix store writes `PREFIX_ROOM` bytes at `base`; chunk `i` reads `rest[i..i + N]`
+        // (in bounds by the loop condition) and writes at `base + len + i`, below
+        // `base + len + rest.len()`.
+        let line = unsafe {
+            let dst = out.as_mut_ptr().add(base);
+            std::ptr::copy_nonoverlapping(prefix.as_ptr(), dst, PREFIX_ROOM);
+            let line = dst.add(len);
+            while i + N <= rest.len() {
+                let mask = copy(rest.as_ptr().add(i), line.add(i));
+                if mask != 0 {
+                    plain = Some(i + mask.trailing_zeros() as usize);
+                    break;
+                }
+                i += N;
+            }
+            line
+        };
+        // Past the last whole chunk (the end of the run): byte by byte.
+        let plain = plain.unwrap_or_else(|| {
+            let n = i + rest[i..].iter().take_while(|&&b| is_printable(b)).count();
+            let upto = if rest.get(n) == Some(&b'\n') {
+                n + 1
+            } else {
+                n
+            };
+            // SAFETY: `rest[i..upto]` is in bounds and lands below `base + len + rest.len()`.
+            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr().add(i), line.add(i), upto - i) };
+            n
+        });
+        let end = if rest.get(plain) == Some(&b'\n') {
+            // SAFETY: the prefix and `rest[..=plain]` (the LF included) were stored above.
+            unsafe { out.set_len(base + len + plain + 1) };
+            plain
         } else {
-            // Something to escape (or a tab) before the LF.
+            // Something to escape (or a tab) before the LF; the plain start is already out.
+            // SAFETY: the prefix and `rest[..plain]` were stored above.
+            unsafe { out.set_len(base + len + plain) };
             let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            escape_into(out, &rest[..end]);
+            escape_into(out, &rest[plain..end]);
             out.push(b'\n');
             end
         };
         start += end + 1;
     }
+}
+
+/// Copies 16 bytes and returns their `special_mask`.
+///
+/// # Safety
+/// `from` must be readable and `to` writable for 16 bytes.
+#[inline(always)]
+unsafe fn copy_chunk(from: *const u8, to: *mut u8) -> u32 {
+    // SAFETY: as the caller promises.
+    unsafe {
+        std::ptr::copy_nonoverlapping(from, to, CHUNK);
+        special_mask(&*from.cast::<[u8; CHUNK]>())
+    }
+}
+
+/// `copy_chunk` for 32 bytes, with AVX2.
+///
+/// # Safety
+/// `from` must be readable and `to` writable for 32 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn copy_chunk_avx2(from: *const u8, to: *mut u8) -> u32 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8, _mm256_storeu_si256,
+    };
+    // SAFETY: as the caller promises; unaligned loads and stores need no alignment.
+    let v = unsafe { _mm256_loadu_si256(from.cast::<__m256i>()) };
+    unsafe { _mm256_storeu_si256(to.cast::<__m256i>(), v) };
+    // As signed bytes, controls and every byte from 0x80 are below 0x20.
+    let low = _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v);
+    let del = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(0x7f));
+    let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
+    _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(low, del), backslash)) as u32
 }
 
 /// True for printable ASCII other than `\`: the bytes `first_special` passes over.
@@ -369,15 +500,30 @@ mod tests {
 
     /// The records of a run of lines, in every format.
     fn run_both_ways(format: Format, run: &[u8]) -> (String, String) {
-        let (t, p) = (
-            b"2026-11-23T21:05:01.123456Z".as_slice(),
-            b"192.0.2.7:51234".as_slice(),
-        );
+        run_both_ways_from(format, run, b"192.0.2.7:51234")
+    }
+
+    /// Records of `run` from `peer` written as a run and line by line. In `default` format
+    /// the run is also written by the 16-byte path, which this CPU may not otherwise take,
+    /// and must come out the same.
+    fn run_both_ways_from(format: Format, run: &[u8], peer: &[u8]) -> (String, String) {
+        let time = b"2026-11-23T21:05:01.123456Z".as_slice();
         let (mut one, mut all) = (Vec::new(), Vec::new());
         for line in run[..run.len() - 1].split(|&b| b == b'\n') {
-            write_record(format, &mut one, t, p, line);
+            write_record(format, &mut one, time, peer, line);
         }
-        write_records(format, &mut all, t, p, run);
+        write_records(format, &mut all, time, peer, run);
+        let len = time.len() + peer.len() + 2;
+        if format == Format::Default && len <= PREFIX_ROOM {
+            let mut prefix = [0u8; PREFIX_ROOM];
+            prefix[..len].copy_from_slice(&[time, b" ", peer, b" "].concat());
+            let mut narrow = Vec::new();
+            // SAFETY: `write_default` passes pointers valid for the 16 bytes.
+            write_default::<CHUNK>(&mut narrow, &prefix, len, run, |from, to| unsafe {
+                copy_chunk(from, to)
+            });
+            assert_eq!(narrow, all, "16-byte path");
+        }
         (
             String::from_utf8_lossy(&all).into_owned(),
             String::from_utf8_lossy(&one).into_owned(),
@@ -410,6 +556,15 @@ mod tests {
         for format in [Format::Default, Format::Raw, Format::Json] {
             let (all, one) = run_both_ways(format, run);
             assert_eq!(all, one, "{format}");
+        }
+        // The longest peer text there is (IPv6 with a zone index) still fits the fixed
+        // prefix; a longer one (not from a socket address) takes the plain path.
+        let longest = b"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
+        let prefix_len = "2026-11-23T21:05:01.123456Z ".len() + longest.len() + " ".len();
+        assert!(prefix_len <= PREFIX_ROOM);
+        for peer in [longest.as_slice(), &[b'p'; PREFIX_ROOM]] {
+            let (all, one) = run_both_ways_from(Format::Default, run, peer);
+            assert_eq!(all, one);
         }
     }
 
