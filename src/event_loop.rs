@@ -3,10 +3,10 @@
 //!
 //! Each iteration: wait for events (or the next timer), accept new clients, mark readable
 //! connections, read from them in turns (writing the output out every `FLUSH_AT`), write out
-//! what the iteration recorded, then act on signals. Readiness
-//! is edge-triggered, so a connection stays on the `ready` queue until a read returns
-//! `WouldBlock`; a connection that still has data after its read budget goes to the back of
-//! the queue, so one fast client cannot starve the others. While the output's backlog is at
+//! what the iteration recorded, then act on signals. Readiness is edge-triggered, so a
+//! connection stays on the `ready` queue until a read returns `WouldBlock`; a connection that
+//! still has data after its turn (`READ_BUDGET` reads) goes to the back of the queue, so one
+//! fast client cannot starve the others. While the output's backlog is at
 //! `HIGH_WATER` (disk full, syslog receiver gone) nothing is read: the data waits in the
 //! kernel and TCP flow control slows the clients down, instead of logsinkd dropping it.
 
