@@ -242,11 +242,14 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 /// Test helpers shared by the framer's and the recorder's property tests.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Helpers for the property tests and the fuzz targets (built with `--cfg fuzzing`).
+#[cfg(any(test, fuzzing))]
+pub mod testing {
+    #[cfg(test)]
     use proptest::prelude::{Just, Strategy};
 
     /// A stream rich in what framing cares about: LFs, CRs, a couple of letters, any byte.
+    #[cfg(test)]
     pub fn stream(max_len: usize) -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(
             proptest::prop_oneof![

@@ -7,6 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use logsinkd::line_buffer::testing::split_at;
 use logsinkd::line_buffer::{LineBuffer, Piece};
 
 fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
@@ -76,20 +77,23 @@ fuzz_target!(|input: &[u8]| {
     }
     let max_line = usize::from(input[0] % 64) + 1;
     let data = &input[5..];
-    let mut cuts: Vec<usize> = input[1..5].iter().map(|&c| usize::from(c) * data.len() / 255).collect();
-    cuts.sort();
-    let mut chunks = Vec::new();
-    let mut at = 0;
-    for c in cuts {
-        chunks.push(&data[at..c]);
-        at = c;
-    }
-    chunks.push(&data[at..]);
+    let cuts = input[1..5]
+        .iter()
+        .map(|&c| usize::from(c) * data.len() / 255);
+    let chunks = split_at(data, cuts.collect());
     let whole = frame(&[data], max_line);
     let split = frame(&chunks, max_line);
     assert_eq!(whole, split, "records depend on how reads split the stream");
-    assert_eq!(frame_pieces(&chunks, max_line), split, "push_pieces differs from push");
-    assert_eq!(frame_in_place(&chunks, max_line), split, "take_run differs from push");
+    assert_eq!(
+        frame_pieces(&chunks, max_line),
+        split,
+        "push_pieces differs from push"
+    );
+    assert_eq!(
+        frame_in_place(&chunks, max_line),
+        split,
+        "take_run differs from push"
+    );
     assert!(whole.iter().all(|r| r.len() <= max_line));
     let kept: usize = whole.iter().map(Vec::len).sum();
     let newlines = data.iter().filter(|&&b| b == b'\n').count();
