@@ -77,7 +77,9 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
 /// one pass over the line that copies it while finding both its end and that it needs no
 /// escaping (32 bytes at a time where the CPU has AVX2, else 16).
 pub fn write_records(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8], lines: &[u8]) {
-    if format != Format::Default {
+    let len = time.len() + peer.len() + 2;
+    // A prefix over PREFIX_ROOM never comes from logsinkd's own times and peers.
+    if format != Format::Default || len > PREFIX_ROOM {
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', lines) {
             write_record(format, out, time, peer, &lines[start..end]);
@@ -87,16 +89,6 @@ pub fn write_records(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8]
     }
     // The prefix, padded so that its copy is a fixed number of vector stores, not a call.
     let mut prefix = [0u8; PREFIX_ROOM];
-    let len = time.len() + peer.len() + 2;
-    if len > PREFIX_ROOM {
-        // Never with the times and peers logsinkd writes.
-        let mut prefix = Vec::with_capacity(len);
-        prefix.extend_from_slice(time);
-        prefix.push(b' ');
-        prefix.extend_from_slice(peer);
-        prefix.push(b' ');
-        return write_record_runs_slowly(out, &prefix, lines);
-    }
     prefix[..time.len()].copy_from_slice(time);
     prefix[time.len()] = b' ';
     prefix[time.len() + 1..len - 1].copy_from_slice(peer);
@@ -115,19 +107,6 @@ pub fn write_records(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8]
 /// Room for the `time peer ` prefix of a `default` record: 27 + 1 + up to 58 + 1 bytes (the
 /// longest peer is an IPv6 address with a zone index).
 const PREFIX_ROOM: usize = 96;
-
-/// `write_default` for prefixes longer than `PREFIX_ROOM`: a scan, then copies.
-fn write_record_runs_slowly(out: &mut Vec<u8>, prefix: &[u8], lines: &[u8]) {
-    let mut start = 0;
-    while start < lines.len() {
-        let rest = &lines[start..];
-        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-        out.extend_from_slice(prefix);
-        escape_into(out, &rest[..end]);
-        out.push(b'\n');
-        start += end + 1;
-    }
-}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -176,9 +155,9 @@ fn write_default<const N: usize>(
             }
             line
         };
-        // Past the last whole chunk (the end of the run): byte by byte.
+        // Past the last whole chunk (the end of the run): a scan, then a copy.
         let plain = plain.unwrap_or_else(|| {
-            let n = i + rest[i..].iter().take_while(|&&b| is_printable(b)).count();
+            let n = i + first_special(&rest[i..]);
             let upto = if rest.get(n) == Some(&b'\n') {
                 n + 1
             } else {
