@@ -290,7 +290,6 @@ impl Drop for Daemon {
     }
 }
 
-/// A record in `default` format, split into (time, peer, line).
 /// Sends `message` with tag `mytag` through util-linux `logger` (`--tcp` or `--udp`) to the
 /// daemon at `addr`, then checks the first record: logger's message, from a 127.0.0.1 peer.
 pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, message: &str) {
@@ -306,6 +305,7 @@ pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, me
     assert!(line.contains("mytag") && line.ends_with(message), "{line}");
 }
 
+/// A record in `default` format, split into (time, peer, line).
 pub fn split_record(record: &str) -> (&str, &str, &str) {
     let mut parts = record.splitn(3, ' ');
     let time = parts.next().unwrap();

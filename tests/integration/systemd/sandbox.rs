@@ -1,6 +1,7 @@
 //! The sandbox: what the service can still do (TCP and UDP listening, socket activation of
-//! either without a network of its own, syslog outputs), what it cannot (run privileged, write outside /var/log/logsinkd), and
-//! the unit checks: `systemd-analyze verify` and the exposure scores.
+//! either without a network of its own, syslog outputs), what it cannot (run privileged,
+//! write outside /var/log/logsinkd), and the unit checks: `systemd-analyze verify` and the
+//! exposure scores.
 
 use std::io::Write;
 use std::path::Path;
