@@ -92,3 +92,65 @@ fn sigterm_records_queued_datagrams() {
     let got: Vec<String> = d.output().lines().map(str::to_string).collect();
     assert_eq!(got, expected);
 }
+
+/// A UDP sender's address is whatever its datagram claims: a datagram sent through a raw
+/// socket with a forged source (192.0.2.1, a documentation address) is recorded with that
+/// source as its peer. This is the limit README's "Guarantees" states: only a TCP peer's
+/// address is proven (by the handshake); a UDP peer is the sender's word.
+#[test]
+fn udp_source_addresses_can_be_forged() {
+    if !root_for("send a datagram with a forged source through a raw socket") {
+        return;
+    }
+    let dir = temp_dir();
+    let (mut d, addr) = start_udp(dir.path(), &[]);
+    send_forged_datagram([192, 0, 2, 1], 4444, addr, b"forged hello\n");
+    let lines = d.wait_for_lines(1);
+    assert_eq!(d.stop().code(), Some(0));
+    let (_, peer, line) = split_record(&lines[0]);
+    assert_eq!((peer, line), ("192.0.2.1:4444", "forged hello"));
+}
+
+/// Sends one UDP datagram to `to` (an IPv4 loopback address) claiming to come from
+/// `src:sport`, with an IP header of our own making (IPPROTO_RAW implies IP_HDRINCL). The
+/// kernel fills in the IP checksum; a UDP checksum of 0 means "none" in IPv4.
+fn send_forged_datagram(src: [u8; 4], sport: u16, to: SocketAddr, payload: &[u8]) {
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    let udp_len = 8 + payload.len();
+    let mut packet = vec![0x45, 0];
+    packet.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 0, 64, libc::IPPROTO_UDP as u8, 0, 0]);
+    packet.extend_from_slice(&src);
+    packet.extend_from_slice(&to.ip().octets());
+    packet.extend_from_slice(&sport.to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    let dest = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(to.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: plain socket calls with a valid buffer and address; the fd is closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let sent = libc::sendto(
+            fd,
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&dest as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert_eq!(sent, packet.len() as isize, "sendto: {err}");
+    }
+}
