@@ -61,7 +61,7 @@ fn kind(meta: &Metadata) -> &'static str {
     } else if t.is_block_device() {
         "a block device"
     } else {
-        "not a regular file"
+        "a special file"
     }
 }
 
@@ -73,7 +73,8 @@ fn kind(meta: &Metadata) -> &'static str {
 pub fn open_regular(path: &Path, options: &mut OpenOptions) -> Result<(File, Metadata)> {
     // O_NONBLOCK: opening a FIFO for writing would otherwise block until a reader comes
     // (ENXIO instead, reported as "a FIFO" below). It is cleared once the file is known to be
-    // regular, where it means nothing anyway.
+    // regular, where it means nothing anyway. (These replace any custom flags in `options`;
+    // callers set none.)
     let opened = options
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
@@ -150,7 +151,7 @@ fn not_found(e: &anyhow::Error) -> bool {
 }
 
 /// Opens the output for appending, creating it (mode 0640, owned by `owner`) if missing.
-/// Returns the file and whether an existing file was opened.
+/// Returns the file and, if it was there already, its metadata.
 fn open_append(path: &Path, owner: Option<Owner>) -> Result<(File, Option<Metadata>)> {
     // O_APPEND: every write lands at the current end even if another process (or logrotate's
     // copytruncate) changed the file, so records are never written over. Creating with
