@@ -284,8 +284,9 @@ impl FileSink {
             return;
         }
         match open_append(&self.path, self.owner) {
+            // What is queued now goes to the new file (the caller writes it next): each
+            // record lands in exactly one of the two.
             Ok((new, _)) => {
-                let _ = self.write_out();
                 self.file = new;
                 self.reopen_pending = None;
                 info!(

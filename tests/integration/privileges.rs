@@ -156,13 +156,18 @@ fn reopen_never_follows_a_planted_symlink() {
             .any(|l| l.contains("reopened ") && l.contains("failed attempts"))
             .then_some(())
     });
+    s.write_all(format!("seq {sent}\n").as_bytes()).unwrap();
+    sent += 1;
+    wait_until("the last line in the new file", DEADLINE, || {
+        let text = std::fs::read_to_string(&d.out).ok()?;
+        text.contains(&format!("seq {}\n", sent - 1)).then_some(())
+    });
     drop(s);
     assert_eq!(d.stop().code(), Some(0));
     let files = [
         std::fs::read_to_string(&rotated).unwrap(),
         std::fs::read_to_string(&d.out).unwrap(),
     ];
-    assert!(!files[1].is_empty(), "the new file is in use");
     let all: Vec<&str> = files.iter().flat_map(|t| t.lines()).collect();
     let expected: Vec<String> = (0..sent).map(|n| format!("seq {n}")).collect();
     assert_eq!(all, expected, "each line once, in order");
