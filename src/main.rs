@@ -1,6 +1,6 @@
 //! logsinkd: a network log receiver. `main` parses the command line and the config, acquires
-//! every resource that can fail (listeners, the output), daemonizes or not, drops privileges,
-//! and hands the ready-made resources to the event loop.
+//! every resource that can fail (the pid file's lock, listeners, the output), daemonizes or
+//! not, drops privileges, and hands the ready-made resources to the event loop.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error.
 
