@@ -4,13 +4,24 @@
 //! pipe is made before the fork: the daemon writes its `listening on` lines and then `ok` (or
 //! the error that stopped it) into it, and the starting process prints those and exits 0 only
 //! after `ok`. If the daemon dies first the pipe closes empty and the start fails.
+//!
+//! The pid file is written by root, often in a directory others can write, so it is opened
+//! like the output (no symbolic link, regular files only, see `sink::open_regular`), never
+//! truncated before its lock is ours, and handed to `user`. Its lock is taken before the fork
+//! and lives on in the daemon (a flock belongs to the open file, which the fork shares), so a
+//! second daemon with the same pid file fails in the starting command, saying why.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, PipeWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use daemonize::{Daemonize, Outcome};
+
+use crate::sink::{chown_to, open_regular};
 
 /// The daemon's end of the readiness pipe; `None` in the foreground.
 pub struct Readiness(Option<PipeWriter>);
@@ -40,14 +51,10 @@ impl Readiness {
 
 /// Forks into the background. Returns in the daemon only; the starting process waits for
 /// the daemon's word and exits with 0 (ready) or 1.
-pub fn daemonize(pid_file: Option<&Path>) -> Result<Readiness> {
+pub fn daemonize() -> Result<Readiness> {
     let (reader, writer) = std::io::pipe().context("creating the readiness pipe")?;
-    let mut daemon = Daemonize::new().working_directory("/").umask(0o027);
-    if let Some(path) = pid_file {
-        // daemonize creates it, writes the pid and holds a lock on it: a second daemon with
-        // the same pid file fails to start.
-        daemon = daemon.pid_file(path);
-    }
+    // Not daemonize's own pid file: it follows symbolic links (see `PidFile`).
+    let daemon = Daemonize::new().working_directory("/").umask(0o027);
     match daemon.execute() {
         Outcome::Parent(result) => {
             drop(writer);
@@ -91,22 +98,136 @@ fn wait_for_daemon(reader: std::io::PipeReader) -> i32 {
     1
 }
 
-/// Writes the pid file in the foreground (daemonize writes it in daemon mode).
-pub fn write_pid_file(path: &Path) -> Result<()> {
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing pid file {}", path.display()))
+/// The pid file, locked from start-up to exit. Dropping it removes it (or, if the daemon's
+/// user may not, empties it: readers take an empty pid file as stale).
+pub struct PidFile {
+    path: PathBuf,
+    file: File,
+    /// Device and inode of the file, so that the removal at exit never deletes another file
+    /// put in its place.
+    id: (u64, u64),
 }
 
-/// Removes the pid file at exit, if it still holds this process's pid.
-pub fn remove_pid_file(path: &Path) {
-    let ours = std::fs::read_to_string(path)
-        .map(|s| s.trim() == std::process::id().to_string())
-        .unwrap_or(false);
-    if ours {
-        if let Err(e) = std::fs::remove_file(path) {
-            crate::diag::warning!("removing pid file {}: {e}", path.display());
+impl PidFile {
+    /// Opens and locks the pid file, before the fork. With `owner`, a missing directory is
+    /// created for that user (as systemd's `RuntimeDirectory=` would), so the daemon can
+    /// remove the file at exit, and the file is given to the user.
+    pub fn lock(path: &Path, owner: Option<&Identity>) -> Result<PidFile> {
+        if let (Some(id), Some(dir)) = (owner, path.parent()) {
+            let missing =
+                std::fs::symlink_metadata(dir).is_err_and(|e| e.kind() == ErrorKind::NotFound);
+            if missing && !dir.as_os_str().is_empty() {
+                create_dir_for(dir, id)?;
+            }
+        }
+        // Neither O_TRUNC nor a write before the lock: a running daemon's pid stays intact.
+        let (mut file, meta) = open_regular(
+            path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o644),
+        )
+        .context("pid file")?;
+        if meta.nlink() > 1 {
+            // Truncating a hard link would truncate the file it links to.
+            bail!(
+                "pid file {} has {} hard links; refusing to write it",
+                path.display(),
+                meta.nlink()
+            );
+        }
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != ErrorKind::WouldBlock {
+                return Err(e).with_context(|| format!("locking pid file {}", path.display()));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            bail!(
+                "pid file {} is locked by a running process{holder}: is logsinkd already running?",
+                path.display()
+            );
+        }
+        chown_to(&file, &meta, owner.map(|id| (id.uid, id.gid)), path)?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            file,
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Writes this process's pid (in the daemon, after the fork).
+    pub fn write_pid(&mut self) -> Result<()> {
+        self.file
+            .set_len(0)
+            .and_then(|()| {
+                self.file
+                    .write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)
+            })
+            .with_context(|| format!("writing pid file {}", self.path.display()))
+    }
+
+    /// After the switch to `user`: a warning if that user cannot remove the file at exit.
+    pub fn removal_warning(&self, user: &str) -> Option<String> {
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let c_dir = CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: access(2) with a valid C string. It checks the real uid, which is the
+        // user's by now: exactly whether unlinking will be allowed (the file is the user's,
+        // so a sticky directory such as /tmp does not stand in the way).
+        let writable = unsafe { libc::access(c_dir.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+        (!writable).then(|| {
+            format!(
+                "pid file {}: user {user} cannot write its directory {}, so at exit the pid \
+                 file is emptied rather than removed; give the directory to {user}, or name a \
+                 pid file in a directory that does not exist yet (logsinkd then creates it \
+                 for {user}, e.g. /run/logsinkd/logsinkd.pid)",
+                self.path.display(),
+                dir.display()
+            )
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        if !ours {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != ErrorKind::PermissionDenied {
+                crate::diag::warning!(
+                    "removing pid file {}: {e}; emptying it",
+                    self.path.display()
+                );
+            }
+            // Through the fd opened before the privilege drop, so this works as the user.
+            let _ = self.file.set_len(0);
         }
     }
+}
+
+/// Creates the pid file's missing directory (its parent must exist) owned by the user.
+fn create_dir_for(dir: &Path, id: &Identity) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("creating directory {} for the pid file", dir.display()))?;
+    // lchown: should the directory be swapped for a link meanwhile, the link is what changes.
+    std::os::unix::fs::lchown(dir, Some(id.uid), Some(id.gid))
+        .with_context(|| format!("giving directory {} to user {}", dir.display(), id.user))
 }
 
 /// Resolved `--user` / `--group`.

@@ -1,6 +1,6 @@
 //! logsinkd: a network log receiver. `main` parses the command line and the config, acquires
-//! every resource that can fail (listeners, the output), daemonizes or not, drops privileges,
-//! and hands the ready-made resources to the event loop.
+//! every resource that can fail (the pid file's lock, listeners, the output), daemonizes or
+//! not, drops privileges, and hands the ready-made resources to the event loop.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error.
 
@@ -58,31 +58,46 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     // the command sees the error. Relative paths are resolved first: the daemon moves to `/`.
     let cwd = std::env::current_dir().context("reading the current directory")?;
     config.output.absolutize(&cwd);
-    let pid_file = config
+    let pid_path = config
         .pid_file
         .as_deref()
         .map(daemon::absolute)
+        .transpose()?;
+    // Locked first: a second daemon with the same pid file is told so, not "address in use".
+    // Dropping it (any return from here on, in the daemon) removes it.
+    let mut pid_file = pid_path
+        .map(|path| daemon::PidFile::lock(&path, identity.as_ref()))
         .transpose()?;
     let listeners = match listen::from_systemd()? {
         Some(adopted) => adopted,
         None => listen::bind_all(&config.listen, &config.listen_udp, config.backlog)?,
     };
-    let sink = Sink::open(&config.output, config.format, &config.syslog_facility)?;
+    let owner = identity.as_ref().map(|id| (id.uid, id.gid));
+    let sink = Sink::open(
+        &config.output,
+        config.format,
+        &config.syslog_facility,
+        owner,
+    )?;
 
     let mut readiness = if config.foreground {
-        if let Some(path) = &pid_file {
-            daemon::write_pid_file(path)?;
-        }
         Readiness::foreground()
     } else {
-        let readiness = daemon::daemonize(pid_file.as_deref())?;
+        let readiness = daemon::daemonize()?;
         diag::to_syslog();
         readiness
     };
     let started = (|| {
+        if let Some(pid_file) = &mut pid_file {
+            pid_file.write_pid()?;
+        }
+        let mut warning = None;
         match &identity {
-            Some(id) => daemon::drop_privileges(id)
-                .with_context(|| format!("switching to user {}", id.user))?,
+            Some(id) => {
+                daemon::drop_privileges(id)
+                    .with_context(|| format!("switching to user {}", id.user))?;
+                warning = pid_file.as_ref().and_then(|p| p.removal_warning(&id.user));
+            }
             // SAFETY: geteuid cannot fail.
             None if unsafe { libc::geteuid() } == 0 => diag::log(
                 Level::Warning,
@@ -97,13 +112,19 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
             idle_timeout: config.idle_timeout,
             target: config.output.to_string(),
         };
-        Server::new(listeners, sink, config.max_line, settings)
+        Server::new(listeners, sink, config.max_line, settings).map(|s| (s, warning))
     })();
     let mut server = match started {
-        Ok(server) => server,
+        Ok((server, warning)) => {
+            if let Some(warning) = warning {
+                // Also to the starting command: in daemon mode diagnostics go to syslog.
+                diag::log(Level::Warning, format_args!("{warning}"));
+                readiness.say(&format!("warning: {warning}"));
+            }
+            server
+        }
         Err(e) => {
             readiness.failed(&e);
-            remove_pid(&pid_file);
             return Err(e);
         }
     };
@@ -115,18 +136,12 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     readiness.ready();
 
     let result = server.run();
-    remove_pid(&pid_file);
+    drop(pid_file);
     let summary = result?;
     if summary.unwritten > 0 {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn remove_pid(pid_file: &Option<std::path::PathBuf>) {
-    if let Some(path) = pid_file {
-        daemon::remove_pid_file(path);
-    }
 }
 
 /// Raises the soft open-file limit to the hard one (as systemd advises daemons that do not

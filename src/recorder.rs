@@ -150,7 +150,7 @@ mod tests {
     ) -> (Vec<u8>, u64, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
-        let sink = Sink::open(&Target::File(path.clone()), format, "user").unwrap();
+        let sink = Sink::open(&Target::File(path.clone()), format, "user", None).unwrap();
         let mut recorder = Recorder::new(sink, max_line);
         let (mut client, mut server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::record::Format;
-pub use file::FileSink;
+pub use file::{FileSink, Owner, chown_to, open_regular};
 pub use syslog::SyslogSink;
 pub use syslog_addr::SyslogAddr;
 
@@ -80,10 +80,16 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// Opens the target; fails with a message naming it.
-    pub fn open(target: &Target, format: Format, facility: &str) -> Result<Sink> {
+    /// Opens the target; fails with a message naming it. A file logsinkd creates is given to
+    /// `owner`, the user the daemon will run as.
+    pub fn open(
+        target: &Target,
+        format: Format,
+        facility: &str,
+        owner: Option<Owner>,
+    ) -> Result<Sink> {
         Ok(match target {
-            Target::File(path) => Sink::File(FileSink::open(path, format)?),
+            Target::File(path) => Sink::File(FileSink::open(path, format, owner)?),
             Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), facility)?),
         })
     }

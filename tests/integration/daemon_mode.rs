@@ -111,7 +111,8 @@ fn unwritable_output_fails_start() {
     );
 }
 
-/// A second daemon with the same pid file is refused while the first runs.
+/// A second daemon with the same pid file is refused while the first runs, saying why, and
+/// leaves the first one's pid file intact.
 #[test]
 fn pid_file_is_locked() {
     let dir = temp_dir();
@@ -136,11 +137,18 @@ fn pid_file_is_locked() {
         .parse()
         .unwrap();
     let second = start();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "d.pid is locked by a running process (pid {pid}): is logsinkd already running?"
+        )),
+        "says why: {stderr}"
+    );
     assert_eq!(
-        second.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
+        std::fs::read_to_string(dir.path().join("d.pid")).unwrap(),
+        format!("{pid}\n"),
+        "the running daemon's pid file is intact"
     );
     assert!(pid_alive(pid));
     // SAFETY: kill(2) on the daemon we started.
