@@ -392,7 +392,10 @@ impl SyslogSink {
             SyslogAddr::Unix(path) => connect_unix(path).map(Conn::from),
             SyslogAddr::Udp(_) | SyslogAddr::Tcp(_) => {
                 let Some(addr) = self.resolved else {
-                    return Err(SinkError::Failed(anyhow!("connecting to {}: no address", self.addr)));
+                    return Err(SinkError::Failed(anyhow!(
+                        "connecting to {}: no address",
+                        self.addr
+                    )));
                 };
                 if matches!(self.addr, SyslogAddr::Udp(_)) {
                     connect_udp(addr).map(Conn::Udp)
@@ -593,10 +596,22 @@ mod tests {
     #[test]
     fn enobufs_waits_for_the_timer_not_writability() {
         let os = |code| io::Error::from_raw_os_error(code);
-        assert_eq!(after_send_error(&os(libc::ENOBUFS)), AfterSendError::AfterTimer);
-        assert_eq!(after_send_error(&os(libc::EAGAIN)), AfterSendError::WhenWritable);
+        assert_eq!(
+            after_send_error(&os(libc::ENOBUFS)),
+            AfterSendError::AfterTimer
+        );
+        assert_eq!(
+            after_send_error(&os(libc::EAGAIN)),
+            AfterSendError::WhenWritable
+        );
         assert_eq!(after_send_error(&os(libc::EINTR)), AfterSendError::Retry);
-        assert_eq!(after_send_error(&os(libc::ECONNREFUSED)), AfterSendError::Reconnect);
-        assert_eq!(after_send_error(&os(libc::EPIPE)), AfterSendError::Reconnect);
+        assert_eq!(
+            after_send_error(&os(libc::ECONNREFUSED)),
+            AfterSendError::Reconnect
+        );
+        assert_eq!(
+            after_send_error(&os(libc::EPIPE)),
+            AfterSendError::Reconnect
+        );
     }
 }
