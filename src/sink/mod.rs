@@ -175,3 +175,27 @@ impl Sink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Relative file and syslog socket paths are resolved against the start directory;
+    /// absolute paths and network targets stay as they are.
+    #[test]
+    fn absolutize_resolves_relative_paths() {
+        let base = Path::new("/srv/logs");
+        for (given, expected) in [
+            ("out.log", "/srv/logs/out.log"),
+            ("/var/log/x.log", "/var/log/x.log"),
+            ("syslog:rel/sock", "syslog:/srv/logs/rel/sock"),
+            ("syslog:/dev/log", "syslog:/dev/log"),
+            ("syslog", "syslog"),
+            ("syslog+tcp://host:514", "syslog+tcp://host:514"),
+        ] {
+            let mut target = Target::parse(given).unwrap();
+            target.absolutize(base);
+            assert_eq!(target.to_string(), expected, "{given}");
+        }
+    }
+}

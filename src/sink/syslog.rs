@@ -326,6 +326,8 @@ impl SyslogSink {
     /// background, see `start_lookup`). If that fails, also when the receiver has no room
     /// for a connection now, the old connection stays in use.
     pub fn reopen(&mut self) -> Result<()> {
+        // An answer that came while nothing was sent is taken first, so a new lookup starts.
+        self.take_lookup();
         self.start_lookup();
         let conn = self.connect().map_err(SinkError::into_error)?;
         // A half-sent message is sent again whole on the new connection.
