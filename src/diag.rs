@@ -3,14 +3,19 @@
 //! In the foreground they go to stderr, one line each; when stderr is the journal
 //! (`JOURNAL_STREAM` names it) each line starts with an sd-daemon priority prefix such as `<6>`,
 //! so journald files it at the right level. Once daemonized they go to syslog, facility
-//! `daemon`. The process is single-threaded; the mutex only satisfies `static`.
+//! `daemon`, through a non-blocking socket: a message the local syslog daemon cannot take at
+//! once (its queue is full, it is stalled or gone) is dropped and counted, never waited for,
+//! since the event loop logs; the next message that gets through says how many were dropped.
+//! Only the event loop's thread logs; the mutex only satisfies `static`.
 
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
-use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use syslog::{Facility, Formatter3164, LogFormat, Severity};
+
+use crate::sink::{UnixConn, connect_local};
 
 /// syslog(3) priorities used by logsinkd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +27,17 @@ pub enum Level {
 
 enum Target {
     Stderr { journal: bool },
-    Syslog(Logger<LoggerBackend, Formatter3164>),
+    Syslog(SyslogDiag),
+}
+
+/// Diagnostics to the local syslog socket.
+struct SyslogDiag {
+    formatter: Formatter3164,
+    /// `None` until connected, and after the connection broke; connected again (without
+    /// waiting) by the next message.
+    conn: Option<UnixConn>,
+    /// Messages dropped since the last one that got through.
+    dropped: u64,
 }
 
 static TARGET: Mutex<Target> = Mutex::new(Target::Stderr { journal: false });
@@ -42,8 +57,79 @@ pub fn to_syslog() {
         process: "logsinkd".into(),
         pid: std::process::id(),
     };
-    if let Ok(logger) = syslog::unix(formatter) {
-        *TARGET.lock().unwrap_or_else(|e| e.into_inner()) = Target::Syslog(logger);
+    *TARGET.lock().unwrap_or_else(|e| e.into_inner()) = Target::Syslog(SyslogDiag {
+        formatter,
+        conn: connect_local().ok(),
+        dropped: 0,
+    });
+}
+
+impl SyslogDiag {
+    /// Sends one message if the socket takes it at once; else drops and counts it.
+    fn log(&mut self, level: Level, args: fmt::Arguments<'_>) {
+        if self.dropped > 0 {
+            let note = format!(
+                "{} diagnostic messages were dropped: syslog took no more at the time",
+                self.dropped
+            );
+            if !self.send(Level::Warning, format_args!("{note}")) {
+                self.dropped += 1;
+                return;
+            }
+            self.dropped = 0;
+        }
+        if !self.send(level, args) {
+            self.dropped += 1;
+        }
+    }
+
+    /// True if the whole message was sent. A syslog daemon that restarted left the socket
+    /// connected to nothing (`ECONNREFUSED`): connect anew once and try again.
+    fn send(&mut self, level: Level, args: fmt::Arguments<'_>) -> bool {
+        let severity = match level {
+            Level::Error => Severity::LOG_ERR,
+            Level::Warning => Severity::LOG_WARNING,
+            Level::Info => Severity::LOG_INFO,
+        };
+        let mut frame = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.formatter.format(&mut frame, severity, args);
+        for fresh in [false, true] {
+            if fresh || self.conn.is_none() {
+                // Non-blocking: a stream listener with a full backlog fails at once.
+                self.conn = connect_local().ok();
+            }
+            let sent = match &mut self.conn {
+                None => return false,
+                Some(UnixConn::Dgram(sock)) => sock.send(&frame).map(|_| true),
+                Some(UnixConn::Stream(sock)) => {
+                    // syslog(3) ends each message with NUL on a stream.
+                    frame.push(0);
+                    let result = sock.write(&frame).map(|n| {
+                        // A message cut short would run into the next one: end it with the
+                        // connection (the receiver takes EOF as its end) and count it lost.
+                        if n > 0 && n < frame.len() {
+                            self.conn = None;
+                        }
+                        n == frame.len()
+                    });
+                    frame.pop();
+                    result
+                }
+            };
+            match sent {
+                Ok(sent) => return sent,
+                // Full (EAGAIN, ENOBUFS): drop this message rather than wait.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    return false;
+                }
+                Err(_) => self.conn = None,
+            }
+        }
+        false
     }
 }
 
@@ -76,13 +162,7 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
             };
             let _ = writeln!(std::io::stderr(), "logsinkd: {label}{args}");
         }
-        Target::Syslog(logger) => {
-            let _ = match level {
-                Level::Error => logger.err(args),
-                Level::Warning => logger.warning(args),
-                Level::Info => logger.info(args),
-            };
-        }
+        Target::Syslog(syslog) => syslog.log(level, args),
     }
 }
 

@@ -1,8 +1,9 @@
 //! Keeping the output flowing: writing out batches, and what happens when the output cannot
 //! take data. A failure episode (disk full, syslog receiver gone) is logged once, retried with
 //! back-off, and ends with the first flush that succeeds; a receiver that is merely busy
-//! (`EAGAIN`) wakes the loop through its socket's writability. The records stay queued in
-//! order throughout; the event loop stops reading from clients at `HIGH_WATER`.
+//! (`EAGAIN`) wakes the loop through its socket's writability, or, where no socket can say
+//! when (a full listen backlog, `ENOBUFS`), is tried again on a short timer. The records stay
+//! queued in order throughout; the event loop stops reading from clients at `HIGH_WATER`.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -82,11 +83,16 @@ impl OutputHealth {
                 }
                 *self = OutputHealth::default();
             }
-            Err(SinkError::Busy(e)) => {
+            Err(busy @ (SinkError::Busy(_) | SinkError::BusyRetry(_))) => {
                 // Not an error yet: a receiver may be briefly behind. Said once it lasts.
-                // Its socket's writability wakes the loop (a local syslog daemon's datagram
-                // queue holds only net.unix.max_dgram_qlen messages, 10 by default).
-                if let Some(fd) = sink.raw_fd() {
+                // After `Busy` its socket's writability wakes the loop (a local syslog
+                // daemon's datagram queue holds only net.unix.max_dgram_qlen messages, 10 by
+                // default). After `BusyRetry` only the timer does: there is no connection
+                // yet, or its socket is writable all along (ENOBUFS on UDP), and watching it
+                // would wake the loop at once, over and over.
+                let watch = matches!(busy, SinkError::Busy(_));
+                let e = busy.into_error();
+                if let Some(fd) = sink.raw_fd().filter(|_| watch) {
                     let mut source = SourceFd(&fd);
                     // The fd may be new (reconnected) or already watched.
                     if registry

@@ -16,6 +16,7 @@ use anyhow::{Result, bail};
 use crate::record::Format;
 pub use file::{FileSink, Owner, chown_to, open_regular};
 pub use syslog::SyslogSink;
+pub(crate) use syslog::{UnixConn, connect_local};
 pub use syslog_addr::SyslogAddr;
 
 /// An output as configured.
@@ -37,9 +38,10 @@ impl Target {
         Ok(Target::File(PathBuf::from(text)))
     }
 
-    /// Makes a relative file path absolute, so a daemon that changes directory still finds it.
+    /// Makes a relative file or syslog socket path absolute, so a daemon that changes
+    /// directory (to `/`, once daemonized) still finds it when it reopens or reconnects.
     pub fn absolutize(&mut self, base: &Path) {
-        if let Target::File(path) = self {
+        if let Target::File(path) | Target::Syslog(SyslogAddr::Unix(path)) = self {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
@@ -56,11 +58,17 @@ impl fmt::Display for Target {
     }
 }
 
-/// Why a flush left data queued; the event loop retries sooner after `Busy`.
+/// Why a flush left data queued; the event loop retries sooner after `Busy` and `BusyRetry`.
 #[derive(Debug)]
 pub enum SinkError {
-    /// The receiver is there but takes no more for now (`EAGAIN`).
+    /// The receiver is there but takes no more for now (`EAGAIN` on a send): the output's
+    /// socket (`Sink::raw_fd`) becomes writable when it does.
     Busy(anyhow::Error),
+    /// The receiver is there but takes nothing for now, and no socket can tell when it will:
+    /// a unix stream listener with a full backlog (`EAGAIN` on a connect, so there is no
+    /// connection to watch) or no kernel buffer for a datagram (`ENOBUFS`, while the UDP
+    /// socket reports writable all along). Tried again on a short timer.
+    BusyRetry(anyhow::Error),
     /// The write failed (disk full, receiver gone).
     Failed(anyhow::Error),
 }
@@ -68,7 +76,13 @@ pub enum SinkError {
 impl SinkError {
     pub fn error(&self) -> &anyhow::Error {
         match self {
-            SinkError::Busy(e) | SinkError::Failed(e) => e,
+            SinkError::Busy(e) | SinkError::BusyRetry(e) | SinkError::Failed(e) => e,
+        }
+    }
+
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            SinkError::Busy(e) | SinkError::BusyRetry(e) | SinkError::Failed(e) => e,
         }
     }
 }
@@ -164,6 +178,30 @@ impl Sink {
         match self {
             Sink::File(s) => s.sync(),
             Sink::Syslog(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Relative file and syslog socket paths are resolved against the start directory;
+    /// absolute paths and network targets stay as they are.
+    #[test]
+    fn absolutize_resolves_relative_paths() {
+        let base = Path::new("/srv/logs");
+        for (given, expected) in [
+            ("out.log", "/srv/logs/out.log"),
+            ("/var/log/x.log", "/var/log/x.log"),
+            ("syslog:rel/sock", "syslog:/srv/logs/rel/sock"),
+            ("syslog:/dev/log", "syslog:/dev/log"),
+            ("syslog", "syslog"),
+            ("syslog+tcp://host:514", "syslog+tcp://host:514"),
+        ] {
+            let mut target = Target::parse(given).unwrap();
+            target.absolutize(base);
+            assert_eq!(target.to_string(), expected, "{given}");
         }
     }
 }

@@ -2,30 +2,42 @@
 //! configured facility, text `<peer> <escaped line>`, formatted by the `syslog` crate
 //! (RFC 3164, stamped at receipt).
 //!
-//! The socket is non-blocking, so a stalled or vanished receiver never blocks the event loop:
-//! messages wait in a queue, a receiver that cannot take more (`EAGAIN`) is tried again
-//! shortly, and one that fails is reconnected with back-off by the event loop, which stops
-//! reading from clients while the queue is at its high-water mark. Unix-socket and UDP
-//! connections are made by the `syslog` crate (they never block); TCP connects
-//! non-blockingly here. Datagrams go whole or not at all; on a stream a message may be cut by
-//! a broken connection, and is then sent again whole on the next one.
+//! Nothing here ever blocks the event loop, whatever the receiver does: every socket is
+//! non-blocking from its creation, every connect and every send. Messages wait in a queue; a
+//! receiver that cannot take more (`EAGAIN` on a send) wakes the loop through its socket's
+//! writability; one that has no room for a connection (a unix stream listener whose backlog
+//! is full refuses a non-blocking connect with `EAGAIN`) or whose kernel has no buffer
+//! (`ENOBUFS`) is tried again on a short timer; one that fails is reconnected with back-off
+//! by the event loop, which stops reading from clients while the queue is at its high-water
+//! mark. Unix sockets are connected here, datagram first and stream if the receiver is a
+//! stream socket (`EPROTOTYPE`), as syslog(3) does; TCP connects complete in the background.
+//! Host names are looked up at start and, at each reopen, on a short-lived thread whose
+//! answer the next flush picks up (the old address stays in use until then), so a slow
+//! resolver never stalls the loop. Datagrams go whole or not at all; on a stream a message
+//! may be cut by a broken connection, and is then sent again whole on the next one.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use anyhow::{Context, Result, anyhow, bail};
-use socket2::{Domain, Socket, Type};
-use syslog::{Facility, Formatter3164, LogFormat, LoggerBackend, Severity};
+use socket2::{Domain, SockAddr, Socket, Type};
+use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 use super::{SinkError, SyslogAddr};
+use crate::diag::{error, info, warning};
 use crate::record::escape_into;
 
 /// Longest message text sent in one message. rsyslog's default `maxMessageSize` is 8 KiB
 /// including the header and it truncates what is longer, so longer lines go as several
 /// messages of this size rather than being cut short at the receiver.
 pub const MAX_TEXT: usize = 7 * 1024;
+
+/// Where the local syslog socket may be, in the order syslog(3) and the `syslog` crate try.
+const LOCAL_PATHS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
 
 /// An open connection to the receiver.
 enum Conn {
@@ -36,16 +48,91 @@ enum Conn {
     /// UDP, connected to the receiver: one message per datagram.
     Udp(UdpSocket),
     /// TCP, messages end with LF (RFC 6587 non-transparent framing).
-    Tcp(std::net::TcpStream),
+    Tcp(TcpStream),
     /// A TCP connect in progress.
     Connecting(Socket),
 }
 
+/// A non-blocking unix socket connected to a local syslog receiver.
+pub(crate) enum UnixConn {
+    Dgram(UnixDatagram),
+    Stream(UnixStream),
+}
+
+impl From<UnixConn> for Conn {
+    fn from(conn: UnixConn) -> Conn {
+        match conn {
+            UnixConn::Dgram(s) => Conn::Dgram(s),
+            UnixConn::Stream(s) => Conn::Stream(s),
+        }
+    }
+}
+
+/// Connects a non-blocking unix socket to the syslog receiver at `path`: a datagram socket,
+/// or a stream socket if the receiver is one (the datagram connect fails with `EPROTOTYPE`).
+/// Never blocks: a stream listener whose backlog is full makes a blocking connect wait until
+/// it accepts, maybe forever, where this one fails at once with `WouldBlock` (`EAGAIN`).
+pub(crate) fn connect_unix(path: &Path) -> io::Result<UnixConn> {
+    let addr = SockAddr::unix(path)?;
+    // Non-blocking from creation: a datagram connect does not wait, but the sends must not.
+    let dgram = Socket::new(Domain::UNIX, Type::DGRAM.nonblocking(), None)?;
+    match dgram.connect(&addr) {
+        Ok(()) => return Ok(UnixConn::Dgram(dgram.into())),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+    stream.connect(&addr)?;
+    Ok(UnixConn::Stream(stream.into()))
+}
+
+/// Connects to the local syslog socket, the first of `LOCAL_PATHS` that exists.
+pub(crate) fn connect_local() -> io::Result<UnixConn> {
+    for path in LOCAL_PATHS {
+        match connect_unix(Path::new(path)) {
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            other => return other,
+        }
+    }
+    Err(io::Error::new(
+        ErrorKind::NotFound,
+        format!("no local syslog socket ({})", LOCAL_PATHS.join(", ")),
+    ))
+}
+
+/// What to do after a send failed with an error.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterSendError {
+    /// Interrupted: try again at once.
+    Retry,
+    /// The receiver's queue (or our socket's send buffer) is full: its socket becomes
+    /// writable when there is room.
+    WhenWritable,
+    /// No buffer for the message (`ENOBUFS`: the kernel, or a network device queue, is out of
+    /// room). A UDP socket always reports writable, so waiting for writability would wake the
+    /// loop again and again at once: try again on the timer instead.
+    AfterTimer,
+    /// The connection is broken: reconnect with back-off.
+    Reconnect,
+}
+
+fn after_send_error(e: &io::Error) -> AfterSendError {
+    match e.kind() {
+        ErrorKind::Interrupted => AfterSendError::Retry,
+        ErrorKind::WouldBlock => AfterSendError::WhenWritable,
+        _ if e.raw_os_error() == Some(libc::ENOBUFS) => AfterSendError::AfterTimer,
+        _ => AfterSendError::Reconnect,
+    }
+}
+
 pub struct SyslogSink {
     addr: SyslogAddr,
-    /// The resolved address of a network receiver (looked up at start and at each reopen, so
-    /// a DNS lookup never stalls the loop later).
+    /// The resolved address of a network receiver: looked up at start; at a reopen a host
+    /// name is looked up anew on a thread (`lookup`), and this one stays in use until the
+    /// answer comes.
     resolved: Option<SocketAddr>,
+    /// The answer of a lookup started by `reopen`, picked up by the next `flush`.
+    lookup: Option<Receiver<Result<SocketAddr>>>,
     formatter: Formatter3164,
     conn: Option<Conn>,
     /// Framed messages not yet sent, oldest first.
@@ -68,8 +155,14 @@ impl SyslogSink {
             process: "logsinkd".into(),
             pid: std::process::id(),
         };
+        let resolved = match &addr {
+            // At start-up, before the event loop runs, a lookup may take its time.
+            SyslogAddr::Udp(hp) | SyslogAddr::Tcp(hp) => Some(lookup(hp)?),
+            _ => None,
+        };
         let mut sink = SyslogSink {
-            resolved: resolve(&addr)?,
+            resolved,
+            lookup: None,
             addr,
             formatter,
             conn: None,
@@ -78,13 +171,16 @@ impl SyslogSink {
             queued_bytes: 0,
         };
         // Fail at start-up, where the admin sees it, if the receiver is not there at all.
-        sink.conn = Some(match sink.connect()? {
-            Conn::Connecting(socket) => {
+        sink.conn = match sink.connect() {
+            Ok(Conn::Connecting(socket)) => {
                 wait_connected(&socket, &sink.addr)?;
-                Conn::Tcp(socket.into())
+                Some(Conn::Tcp(socket.into()))
             }
-            conn => conn,
-        });
+            Ok(conn) => Some(conn),
+            // There, but with no room for a connection yet: the first flush tries again.
+            Err(SinkError::BusyRetry(_)) => None,
+            Err(e) => return Err(e.into_error()),
+        };
         Ok(sink)
     }
 
@@ -97,17 +193,8 @@ impl SyslogSink {
         let escaped = String::from_utf8_lossy(&escaped);
         let peer = String::from_utf8_lossy(peer);
         let room = MAX_TEXT.saturating_sub(peer.len() + 1).max(64);
-        let mut rest = escaped.as_ref();
-        loop {
-            let mut cut = rest.len().min(room);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            self.push(&format!("{peer} {}", &rest[..cut]));
-            rest = &rest[cut..];
-            if rest.is_empty() {
-                break;
-            }
+        for piece in pieces(&escaped, room) {
+            self.push(&format!("{peer} {piece}"));
         }
     }
 
@@ -123,6 +210,7 @@ impl SyslogSink {
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.take_lookup();
         // A stream receiver that went away since the last flush has sent FIN; writing now
         // would succeed locally and the bytes be lost to its RST. Reconnect first instead.
         if self.sent == 0 && !self.queue.is_empty() && self.stream_closed_by_peer() {
@@ -132,7 +220,7 @@ impl SyslogSink {
             let conn = match &mut self.conn {
                 Some(conn) => conn,
                 None => {
-                    let conn = self.connect().map_err(SinkError::Failed)?;
+                    let conn = self.connect()?;
                     self.conn.insert(conn)
                 }
             };
@@ -146,7 +234,7 @@ impl SyslogSink {
                         self.conn = Some(Conn::Tcp(socket.into()));
                         continue;
                     }
-                    Ok(None) => Err(std::io::Error::from(ErrorKind::WouldBlock)),
+                    Ok(None) => Err(io::Error::from(ErrorKind::WouldBlock)),
                     Ok(Some(e)) | Err(e) => Err(e),
                 },
                 Conn::Dgram(sock) => sock.send(frame).map(|_| true),
@@ -158,25 +246,30 @@ impl SyslogSink {
                 }
                 Conn::Stream(sock) => sock.write(b"\0").map(|n| n == 1),
             };
-            match result {
+            let e = match result {
                 Ok(true) => {
                     self.queued_bytes -= frame.len();
                     self.queue.pop_front();
                     self.sent = 0;
+                    continue;
                 }
-                Ok(false) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // The receiver is there but its queue is full: try again shortly.
-                Err(e)
-                    if e.kind() == ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
-                    return Err(SinkError::Busy(anyhow!(e).context(format!(
-                        "sending to {}: the receiver takes no more for now",
-                        self.addr
-                    ))));
+                Ok(false) => continue,
+                Err(e) => e,
+            };
+            let next = after_send_error(&e);
+            let busy = format!(
+                "sending to {}: the receiver takes no more for now",
+                self.addr
+            );
+            match next {
+                AfterSendError::Retry => {}
+                AfterSendError::WhenWritable => {
+                    return Err(SinkError::Busy(anyhow!(e).context(busy)));
                 }
-                Err(e) => {
+                AfterSendError::AfterTimer => {
+                    return Err(SinkError::BusyRetry(anyhow!(e).context(busy)));
+                }
+                AfterSendError::Reconnect => {
                     // Start the message again, whole, on the next connection.
                     self.conn = None;
                     self.sent = 0;
@@ -214,7 +307,7 @@ impl SyslogSink {
         if n >= 0 {
             return n == 0;
         }
-        let err = std::io::Error::last_os_error();
+        let err = io::Error::last_os_error();
         !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
     }
 
@@ -229,103 +322,170 @@ impl SyslogSink {
         })
     }
 
-    /// Looks the receiver up and connects anew; on failure the old connection stays in use.
+    /// Connects anew (to the address in use; a host name is looked up anew in the
+    /// background, see `start_lookup`). If that fails, also when the receiver has no room
+    /// for a connection now, the old connection stays in use.
     pub fn reopen(&mut self) -> Result<()> {
-        let resolved = resolve(&self.addr)?;
-        let old = std::mem::replace(&mut self.resolved, resolved);
-        match self.connect() {
-            Ok(conn) => {
-                // A half-sent message is sent again whole on the new connection.
-                self.sent = 0;
-                self.conn = Some(conn);
-                Ok(())
-            }
-            Err(e) => {
-                self.resolved = old;
-                Err(e)
-            }
+        // An answer that came while nothing was sent is taken first, so a new lookup starts.
+        self.take_lookup();
+        self.start_lookup();
+        let conn = self.connect().map_err(SinkError::into_error)?;
+        // A half-sent message is sent again whole on the new connection.
+        self.sent = 0;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Starts looking the receiver's host name up on its own thread: the resolver may take
+    /// seconds (a DNS server that does not answer), which the event loop must not wait for.
+    /// An address literal needs no lookup; a lookup still running answers this reopen too.
+    fn start_lookup(&mut self) {
+        let (SyslogAddr::Udp(hp) | SyslogAddr::Tcp(hp)) = &self.addr else {
+            return;
+        };
+        if self.lookup.is_some() || hp.parse::<SocketAddr>().is_ok() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let host_port = hp.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lookup".into())
+            .spawn(move || {
+                // The receiver may be gone (the daemon stopped); nobody to tell then.
+                let _ = tx.send(lookup(&host_port));
+            });
+        match spawned {
+            Ok(_) => self.lookup = Some(rx),
+            Err(e) => warning!("looking up {hp}: cannot start a thread ({e}); address unchanged"),
         }
     }
 
-    fn connect(&self) -> Result<Conn> {
-        let context = || format!("connecting to {}", self.addr);
-        let unix =
-            |backend: Result<syslog::Logger<LoggerBackend, ()>, syslog::Error>| -> Result<Conn> {
-                let conn = match backend.map_err(|e| anyhow!("{e}"))?.backend {
-                    LoggerBackend::Unix(sock) => Conn::Dgram(sock),
-                    LoggerBackend::UnixStream(writer) => Conn::Stream(writer.into_parts().0),
-                    _ => bail!("unexpected syslog backend"),
-                };
-                match &conn {
-                    Conn::Dgram(s) => s.set_nonblocking(true)?,
-                    Conn::Stream(s) => s.set_nonblocking(true)?,
-                    _ => {}
-                }
-                Ok(conn)
-            };
-        match &self.addr {
-            SyslogAddr::Local => unix(syslog::unix(())).with_context(context),
-            SyslogAddr::Unix(path) => unix(syslog::unix_custom((), path)).with_context(context),
-            SyslogAddr::Udp(_) => {
-                let addr = self
-                    .resolved
-                    .ok_or_else(|| anyhow!("no address"))
-                    .with_context(context)?;
-                let local = if addr.is_ipv6() {
-                    "[::]:0"
-                } else {
-                    "0.0.0.0:0"
-                };
-                let backend = syslog::udp((), local, addr)
-                    .map_err(|e| anyhow!("{e}"))
-                    .with_context(context)?;
-                let LoggerBackend::Udp(sock, _) = backend.backend else {
-                    bail!("unexpected syslog backend")
-                };
-                // Connected, so a receiver that is gone shows up as ECONNREFUSED.
-                sock.connect(addr).with_context(context)?;
-                sock.set_nonblocking(true).with_context(context)?;
-                Ok(Conn::Udp(sock))
-            }
-            SyslogAddr::Tcp(_) => {
-                let addr = self
-                    .resolved
-                    .ok_or_else(|| anyhow!("no address"))
-                    .with_context(context)?;
-                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
-                    .with_context(context)?;
-                socket.set_nonblocking(true).with_context(context)?;
-                match socket.connect(&addr.into()) {
-                    Ok(()) => Ok(Conn::Tcp(socket.into())),
-                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-                        Ok(Conn::Connecting(socket))
-                    }
-                    Err(e) => Err(e).with_context(context),
-                }
-            }
+    /// Takes the answer of a finished lookup: a new address is used from the next message on
+    /// (never in the middle of one); a failed lookup leaves the old one in use.
+    fn take_lookup(&mut self) {
+        if self.sent > 0 {
+            return;
         }
+        let Some(rx) = &self.lookup else { return };
+        let answer = match rx.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => Err(anyhow!("the lookup thread ended early")),
+            Ok(answer) => answer,
+        };
+        self.lookup = None;
+        let old = self.resolved.map_or_else(String::new, |a| a.to_string());
+        match answer {
+            Ok(addr) if Some(addr) != self.resolved => {
+                info!("{} is now at {addr} (was {old}): reconnecting", self.addr);
+                self.resolved = Some(addr);
+                self.conn = None;
+            }
+            Ok(_) => {}
+            Err(e) => error!("{e:#}; still sending to {old}"),
+        }
+    }
+
+    /// Starts a connection; never blocks (a TCP connect completes in the background). A unix
+    /// stream listener with a full backlog is `BusyRetry`: there is no socket to watch, so the
+    /// event loop tries again on its timer.
+    fn connect(&self) -> Result<Conn, SinkError> {
+        let conn = match &self.addr {
+            SyslogAddr::Local => connect_local().map(Conn::from),
+            SyslogAddr::Unix(path) => connect_unix(path).map(Conn::from),
+            SyslogAddr::Udp(_) | SyslogAddr::Tcp(_) => {
+                let Some(addr) = self.resolved else {
+                    return Err(SinkError::Failed(anyhow!(
+                        "connecting to {}: no address",
+                        self.addr
+                    )));
+                };
+                if matches!(self.addr, SyslogAddr::Udp(_)) {
+                    connect_udp(addr).map(Conn::Udp)
+                } else {
+                    connect_tcp(addr)
+                }
+            }
+        };
+        conn.map_err(|e| {
+            if e.kind() == ErrorKind::WouldBlock {
+                SinkError::BusyRetry(anyhow!(e).context(format!(
+                    "connecting to {}: the receiver takes no connection for now",
+                    self.addr
+                )))
+            } else {
+                SinkError::Failed(anyhow!(e).context(format!("connecting to {}", self.addr)))
+            }
+        })
     }
 }
 
+/// A UDP socket connected to `addr`, so a receiver that is gone shows up as `ECONNREFUSED`.
+fn connect_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking(), None)?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Starts a non-blocking TCP connect to `addr`.
+fn connect_tcp(addr: SocketAddr) -> io::Result<Conn> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => Ok(Conn::Tcp(socket.into())),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Conn::Connecting(socket)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Cuts escaped text into pieces of at most `room` bytes (`room` >= 4, the longest escape),
+/// each made of whole escapes (`\\`, `\xHH`) and whole UTF-8 characters, so each piece
+/// reads on its own and the pieces, put together, are the whole text.
+fn pieces(escaped: &str, room: usize) -> impl Iterator<Item = &str> {
+    let mut rest = escaped;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let bytes = rest.as_bytes();
+        let mut cut = 0;
+        while cut < bytes.len() {
+            let next = cut + escape_len(&bytes[cut..]);
+            if next > room {
+                break;
+            }
+            cut = next;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// Length of the escape or character that `s` (escaped text, never empty) starts with.
+fn escape_len(s: &[u8]) -> usize {
+    let n = match s[0] {
+        b'\\' if s.get(1) == Some(&b'x') => 4,
+        b'\\' => 2,
+        0..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    };
+    n.min(s.len())
+}
+
 /// Writes more of `frame` from `sent` on; true once all of it is written.
-fn write_part(sock: &mut impl Write, frame: &[u8], sent: &mut usize) -> std::io::Result<bool> {
+fn write_part(sock: &mut impl Write, frame: &[u8], sent: &mut usize) -> io::Result<bool> {
     *sent += sock.write(&frame[*sent..])?;
     Ok(*sent >= frame.len())
 }
 
-fn resolve(addr: &SyslogAddr) -> Result<Option<SocketAddr>> {
-    match addr {
-        SyslogAddr::Udp(hp) | SyslogAddr::Tcp(hp) => {
-            let found = hp
-                .to_socket_addrs()
-                .with_context(|| format!("looking up {hp}"))?
-                .next();
-            found
-                .map(Some)
-                .ok_or_else(|| anyhow!("looking up {hp}: no address"))
-        }
-        _ => Ok(None),
-    }
+/// Looks `host:port` up (the first address found).
+fn lookup(host_port: &str) -> Result<SocketAddr> {
+    host_port
+        .to_socket_addrs()
+        .with_context(|| format!("looking up {host_port}"))?
+        .next()
+        .ok_or_else(|| anyhow!("looking up {host_port}: no address"))
 }
 
 /// At start-up only: waits (at most 5 s) for a TCP connect to finish, so a receiver that is
@@ -357,4 +517,103 @@ fn hostname() -> Option<String> {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
     std::str::from_utf8(&buf[..end]).ok().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::Strategy;
+
+    /// Decodes escaped text (the inverse of `escape_into`); `None` if it ends inside an
+    /// escape, as a piece cut in the wrong place would.
+    fn unescape(text: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = text.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            if b != b'\\' {
+                out.push(b);
+                rest = tail;
+            } else if tail.first() == Some(&b'\\') {
+                out.push(b'\\');
+                rest = &tail[1..];
+            } else if tail.first() == Some(&b'x') && tail.len() >= 3 {
+                out.push(u8::from_str_radix(std::str::from_utf8(&tail[1..3]).ok()?, 16).ok()?);
+                rest = &tail[3..];
+            } else {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        /// Each piece fits, is not empty, decodes on its own (no escape or UTF-8 character is
+        /// cut), and the pieces put together are the escaped line: nothing lost or added.
+        #[test]
+        fn pieces_cut_between_escapes(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY.prop_map(|b| vec![b]),
+                    proptest::sample::select(vec!["\\", "\x1b", "a", "\u{e9}", "\u{20ac}", "\u{1f600}", "\u{85}"])
+                        .prop_map(|s| s.as_bytes().to_vec()),
+                ],
+                0..300,
+            ),
+            room in 4usize..40,
+        ) {
+            let bytes = parts.concat();
+            let mut escaped = Vec::new();
+            escape_into(&mut escaped, &bytes);
+            let escaped = String::from_utf8(escaped).unwrap();
+            let mut joined = String::new();
+            let mut decoded = Vec::new();
+            for piece in pieces(&escaped, room) {
+                proptest::prop_assert!(!piece.is_empty() && piece.len() <= room, "{piece:?}");
+                let part = unescape(piece);
+                proptest::prop_assert!(part.is_some(), "cut inside an escape: {piece:?}");
+                decoded.extend(part.unwrap());
+                joined.push_str(piece);
+            }
+            proptest::prop_assert_eq!(joined, escaped);
+            proptest::prop_assert_eq!(decoded, bytes);
+        }
+    }
+
+    /// A piece never ends in the middle of `\x1b`, `\\` or a UTF-8 character, even where
+    /// the size limit falls there.
+    #[test]
+    fn pieces_keep_escapes_whole() {
+        let cut: Vec<&str> = pieces("ab\\x1b[31m", 4).collect();
+        assert_eq!(cut, ["ab", "\\x1b", "[31m"]);
+        let cut: Vec<&str> = pieces("a\\\\b", 2).collect();
+        assert_eq!(cut, ["a", "\\\\", "b"]);
+        let cut: Vec<&str> = pieces("a\u{20ac}", 3).collect();
+        assert_eq!(cut, ["a", "\u{20ac}"]);
+        assert_eq!(pieces("", 4).count(), 0);
+    }
+
+    /// ENOBUFS is retried on the timer, never by waiting for writability: a UDP socket is
+    /// always writable, so that would wake the loop at once, over and over. (Loopback cannot
+    /// be made to return ENOBUFS, so this decision is tested here rather than end to end.)
+    #[test]
+    fn enobufs_waits_for_the_timer_not_writability() {
+        let os = |code| io::Error::from_raw_os_error(code);
+        assert_eq!(
+            after_send_error(&os(libc::ENOBUFS)),
+            AfterSendError::AfterTimer
+        );
+        assert_eq!(
+            after_send_error(&os(libc::EAGAIN)),
+            AfterSendError::WhenWritable
+        );
+        assert_eq!(after_send_error(&os(libc::EINTR)), AfterSendError::Retry);
+        assert_eq!(
+            after_send_error(&os(libc::ECONNREFUSED)),
+            AfterSendError::Reconnect
+        );
+        assert_eq!(
+            after_send_error(&os(libc::EPIPE)),
+            AfterSendError::Reconnect
+        );
+    }
 }

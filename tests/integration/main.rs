@@ -11,6 +11,7 @@ mod records;
 mod signals;
 mod soak_run;
 mod syslog;
+mod syslog_faults;
 mod systemd;
 mod systemd_notify;
 mod udp;

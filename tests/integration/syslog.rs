@@ -311,3 +311,133 @@ fn shutdown_waits_for_a_busy_receiver() {
         .collect();
     assert_numbered(&[lines.join("\n") + "\n"], count, true);
 }
+
+/// True if `text` is whole escapes and characters: it does not end inside `\\` or `\xHH`.
+fn escapes_whole(text: &str) -> bool {
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = match (b, tail) {
+            (b'\\', [b'\\', more @ ..]) => more,
+            (b'\\', [b'x', h, l, more @ ..]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                more
+            }
+            (b'\\', _) => return false,
+            _ => tail,
+        };
+    }
+    true
+}
+
+/// A long line is cut into messages between escapes, never inside one (`\x1b`, `\\`): each
+/// message reads on its own, and together they are the whole escaped line. Where the cut
+/// falls depends on the peer's length, so each line comes with 0 to 3 bytes in front.
+#[test]
+fn long_lines_are_cut_between_escapes() {
+    let dir = temp_dir();
+    let Some(rs) = Rsyslogd::start(dir.path()) else {
+        return;
+    };
+    let target = format!("syslog:{}", rs.socket.display());
+    let d = DaemonBuilder::new(dir.path())
+        .args(["--output", &target])
+        .output(&target)
+        .start();
+    let mut lines = Vec::new();
+    let mut escaped = Vec::new();
+    for (byte, text) in [("\x1b", "\\x1b"), ("\\", "\\\\")] {
+        for offset in 0..4 {
+            // 8,000 bytes of escaped text: two messages.
+            let count = (8000 - offset) / text.len();
+            lines.push("a".repeat(offset) + &byte.repeat(count));
+            escaped.push("a".repeat(offset) + &text.repeat(count));
+        }
+    }
+    let mut stream = std::net::TcpStream::connect(d.addr).unwrap();
+    std::io::Write::write_all(&mut stream, (lines.join("\n") + "\n").as_bytes()).unwrap();
+    let peer = stream.local_addr().unwrap();
+    drop(stream);
+    let got = rs.wait_for(2 * lines.len());
+    let texts: Vec<&str> = got
+        .iter()
+        .map(|l| {
+            let msg = l.splitn(4, '|').nth(3).unwrap().trim_start();
+            msg.strip_prefix(&format!("{peer} "))
+                .unwrap_or_else(|| panic!("peer first: {msg}"))
+        })
+        .collect();
+    for (i, pair) in texts.chunks(2).enumerate() {
+        for text in pair {
+            assert!(
+                escapes_whole(text),
+                "line {i}: a message ends inside an escape: …{}",
+                &text[text.len().saturating_sub(12)..]
+            );
+        }
+        assert_eq!(pair.concat(), escaped[i], "line {i}");
+    }
+}
+
+/// Kills a daemon-mode logsinkd when the test ends, however it ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the daemon this test started.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// `syslog:PATH` with a relative path, in daemon mode (which moves to `/`): the path is
+/// resolved at start, so a reconnect (the receiver restarted) and a reopen (SIGHUP) find the
+/// socket again, and every line arrives.
+#[test]
+fn relative_syslog_socket_in_daemon_mode() {
+    let dir = temp_dir();
+    let rs_dir = dir.path().join("rs");
+    std::fs::create_dir(&rs_dir).unwrap();
+    let Some(mut rs) = Rsyslogd::start(&rs_dir) else {
+        return;
+    };
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--output", "syslog:rs/log.sock"])
+        .args(["--pid-file", "run.pid"])
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "start failed: {stderr}");
+    let addr: std::net::SocketAddr = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("logsinkd: listening on "))
+        .unwrap_or_else(|| panic!("no listening line: {stderr}"))
+        .parse()
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(dir.path().join("run.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = KillOnDrop(pid);
+    let line = |rs: &Rsyslogd, n: usize| {
+        send(addr, format!("line {n}\n").as_bytes());
+        let got = rs.wait_for(n + 1);
+        assert!(got[n].ends_with(&format!(" line {n}")), "{:#?}", got);
+    };
+    line(&rs, 0);
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    line(&rs, 1);
+    // The receiver restarts: the daemon's socket is connected to nothing and must reconnect.
+    rs.restart();
+    line(&rs, 2);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    line(&rs, 3);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_until("the daemon to exit", DEADLINE, || {
+        // SAFETY: signal 0 only checks for existence.
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
+}
