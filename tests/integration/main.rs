@@ -9,6 +9,7 @@ mod load;
 mod records;
 mod signals;
 mod soak_run;
+mod socket_activation;
 mod syslog;
 mod systemd;
 mod systemd_notify;
