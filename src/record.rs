@@ -6,9 +6,15 @@
 //!
 //! Escaping makes a record safe to `cat` and `grep`: no client can end a record early, forge
 //! another peer's record or send terminal escape sequences. Printable ASCII, tab and valid UTF-8
-//! text (other than C1 controls) pass through; a backslash becomes `\\`; any other byte becomes
-//! `\xHH`. The JSON `line` holds exactly the escaped text of `default`, so both formats decode
-//! to the same thing and JSON stays valid whatever the bytes.
+//! text pass through, except C1 controls (each byte becomes `\xHH`) and the characters that
+//! change how the text around them is displayed: the Unicode bidirectional embeddings,
+//! overrides and isolates (U+202A-U+202E, U+2066-U+2069), which can make a record read as
+//! something else in a terminal or viewer, and the line and paragraph separators (U+2028,
+//! U+2029), which some viewers break lines at; these become `\u202e` (four lowercase hex
+//! digits). A backslash becomes `\\`, so a client sending the text `\u202e` gets `\\u202e`
+//! and every escape stays unambiguous; any other byte becomes `\xHH`. The JSON `line` holds
+//! exactly the escaped text of `default`, so both formats decode to the same thing and JSON
+//! stays valid whatever the bytes.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -314,7 +320,10 @@ pub fn escape_into(out: &mut Vec<u8>, line: &[u8]) {
         } else if b >= 0x80 {
             let n = utf8_char_len(rest);
             if n > 0 && !is_c1_control(&rest[..n]) {
-                out.extend_from_slice(&rest[..n]);
+                match display_control(&rest[..n]) {
+                    Some(code) => unicode_escape(out, code),
+                    None => out.extend_from_slice(&rest[..n]),
+                }
                 rest = &rest[n..];
             } else {
                 hex_escape(out, b);
@@ -330,6 +339,26 @@ pub fn escape_into(out: &mut Vec<u8>, line: &[u8]) {
 fn hex_escape(out: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+}
+
+/// Appends `\uXXXX` (lowercase hex) for a character below U+10000.
+fn unicode_escape(out: &mut Vec<u8>, code: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |shift: u16| HEX[usize::from((code >> shift) & 15)];
+    out.extend_from_slice(&[b'\\', b'u', digit(12), digit(8), digit(4), digit(0)]);
+}
+
+/// The code point of `ch` (one valid UTF-8 character) if it is one that changes how the text
+/// around it is displayed, and so is escaped: U+2028 LINE SEPARATOR, U+2029 PARAGRAPH
+/// SEPARATOR, U+202A-U+202E (bidirectional embeddings, overrides and their end, PDF) and
+/// U+2066-U+2069 (bidirectional isolates and their end, PDI). In UTF-8 these are E2 80 A8-AE
+/// and E2 81 A6-A9.
+fn display_control(ch: &[u8]) -> Option<u16> {
+    let [0xe2, second @ (0x80 | 0x81), third] = *ch else {
+        return None;
+    };
+    let code = 0x2000 | (u16::from(second & 0x0f) << 6) | u16::from(third & 0x3f);
+    matches!(code, 0x2028..=0x202e | 0x2066..=0x2069).then_some(code)
 }
 
 /// Length of the valid UTF-8 character at the start of `s`, or 0 if it is not one.
@@ -441,6 +470,39 @@ mod tests {
         assert_eq!(esc(b"nul\0cr\r"), "nul\\x00cr\\x0d");
     }
 
+    /// The characters that change how text around them displays.
+    const DISPLAY_CONTROLS: [char; 11] = [
+        '\u{2028}', '\u{2029}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ];
+
+    /// True if `text` holds one of `DISPLAY_CONTROLS`.
+    fn has_display_control(text: &[u8]) -> bool {
+        String::from_utf8_lossy(text)
+            .chars()
+            .any(|c| DISPLAY_CONTROLS.contains(&c))
+    }
+
+    /// Bidirectional controls and line/paragraph separators become `\uXXXX`; their neighbours
+    /// in the same block (U+2027, U+202F, U+2065, U+206A) and other text pass; a client's own
+    /// `\u202e` text keeps its backslash escaped, so it cannot pass for an escape.
+    #[test]
+    fn display_controls_escaped() {
+        for c in DISPLAY_CONTROLS {
+            let line = format!("a{c}b");
+            assert_eq!(esc(line.as_bytes()), format!("a\\u{:04x}b", c as u32));
+        }
+        assert_eq!(esc("\u{202e}".as_bytes()), "\\u202e");
+        for c in [
+            '\u{2027}', '\u{202f}', '\u{2065}', '\u{206a}', '\u{2000}', '\u{207f}',
+        ] {
+            let line = format!("a{c}b");
+            assert_eq!(esc(line.as_bytes()), line);
+        }
+        assert_eq!(esc("é 日本 🦀".as_bytes()), "é 日本 🦀");
+        assert_eq!(esc(b"\\u202e"), "\\\\u202e");
+    }
+
     /// The chunked scan escapes exactly like the byte-wise rule, wherever the special byte sits.
     #[test]
     fn escaping_any_position() {
@@ -473,6 +535,15 @@ mod tests {
                         "len {len} pos {pos} byte {special:#x}"
                     );
                 }
+                let mut line = base.clone();
+                line.splice(pos..pos, "\u{202e}".bytes());
+                let mut expected = base.clone();
+                expected.splice(pos..pos, *b"\\u202e");
+                assert_eq!(
+                    esc(&line).into_bytes(),
+                    expected,
+                    "len {len} pos {pos} U+202E"
+                );
             }
         }
     }
@@ -547,17 +618,23 @@ mod tests {
         }
     }
 
+    use proptest::strategy::Strategy;
+
     proptest::proptest! {
-        /// The same for any run: lines of any length with anything but CR in them.
+        /// The same for any run: lines of any length with anything but CR in them, among them
+        /// characters that change how text displays (whole, or cut short); and no such
+        /// character reaches a `default` or `json` record.
         #[test]
         fn any_run_matches_single_records(
             lines in proptest::collection::vec(
                 proptest::collection::vec(
                     proptest::prop_oneof![
-                        8 => proptest::prelude::Just(b'a'),
-                        1 => proptest::prelude::Just(b'\t'),
-                        1 => proptest::prelude::Just(b'\\'),
-                        1 => proptest::num::u8::ANY,
+                        8 => proptest::prelude::Just(vec![b'a']),
+                        1 => proptest::prelude::Just(vec![b'\t']),
+                        1 => proptest::prelude::Just(vec![b'\\']),
+                        1 => proptest::num::u8::ANY.prop_map(|b| vec![b]),
+                        1 => (proptest::sample::select(DISPLAY_CONTROLS.to_vec()), 1..=3usize)
+                            .prop_map(|(c, keep)| c.to_string().as_bytes()[..keep].to_vec()),
                     ],
                     0..70,
                 ),
@@ -566,11 +643,14 @@ mod tests {
         ) {
             let mut run = Vec::new();
             for line in &lines {
-                run.extend(line.iter().filter(|&&b| b != b'\n' && b != b'\r'));
+                run.extend(line.concat().into_iter().filter(|&b| b != b'\n' && b != b'\r'));
                 run.push(b'\n');
             }
             for format in [Format::Default, Format::Raw, Format::Json] {
                 let (all, one) = run_both_ways(format, &run);
+                if format != Format::Raw {
+                    proptest::prop_assert!(!has_display_control(all.as_bytes()), "{all:?}");
+                }
                 proptest::prop_assert_eq!(all, one);
             }
         }

@@ -1,8 +1,10 @@
 //! Record writing: the records of a run of whole lines (`write_records`, with its vector
 //! paths that copy while they scan) are exactly the records of its lines written one by one
 //! (`write_record`), in every format and for any bytes; `default` and `json` records hold no
-//! control byte but their LF (and tabs in `default`), so a client can neither end a record
-//! early nor reach a terminal.
+//! control byte but their LF (and tabs in `default`), nor a character that changes how the text
+//! around it displays (bidirectional controls U+202A-U+202E and U+2066-U+2069, separators U+2028
+//! and U+2029), so a client can neither end a record early, reach a terminal, nor make a record
+//! read as something else.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -40,6 +42,13 @@ fuzz_target!(|input: &[u8]| {
             assert!(
                 !one.iter().any(|&b| (b < 0x20 && !allowed(b)) || b == 0x7f),
                 "{format}: control byte in a record"
+            );
+            let text = String::from_utf8_lossy(&one);
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| matches!(c, '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+                "{format}: bidirectional control or separator in a record"
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Output faults: a full disk and a vanished syslog receiver cost nothing. The daemon keeps
 //! running, says so once, stops reading from clients while it cannot write (TCP pushes back on
-//! them), and writes everything, in order, once the output takes data again.
+//! them), and writes everything, in order, once the output takes data again; what it holds
+//! meanwhile takes bounded memory.
 
 use std::time::Duration;
 
@@ -94,4 +95,150 @@ fn start_on_small_tmpfs(
         .args(args)
         .start();
     (d, small)
+}
+
+/// Queued output while a failing output holds it (`HIGH_WATER` in src/output_health.rs).
+const HIGH_WATER: u64 = 8 << 20;
+
+/// A line of exactly `len` bytes (LF not counted): `seq N` padded with spaces, or just `x`s
+/// when that does not fit.
+fn numbered_line(n: u64, len: usize) -> Vec<u8> {
+    let mut line = format!("seq {n}").into_bytes();
+    line.resize(len, b' ');
+    if len < 8 {
+        line.fill(b'x');
+    }
+    line.push(b'\n');
+    line
+}
+
+/// Sends lines of `len` bytes on `stream` from number `from` on, until the connection fails
+/// (the daemon is gone), in a thread of its own.
+fn flood(stream: std::net::TcpStream, from: u64, len: usize) {
+    std::thread::spawn(move || {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, stream);
+        for n in from.. {
+            if std::io::Write::write_all(&mut w, &numbered_line(n, len)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// The `lines=` counter of a fresh SIGUSR1 statistics line.
+fn lines_recorded(d: &Daemon) -> u64 {
+    let seen = d.log.all().len();
+    d.signal(libc::SIGUSR1);
+    wait_until("a stats line", DEADLINE, || {
+        d.log.all()[seen..]
+            .iter()
+            .rev()
+            .find_map(|l| l.split("lines=").nth(1))
+            .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+    })
+}
+
+/// Floods the daemon on `client` (lines of `len` bytes, from number `from` on) until its
+/// output holds `HIGH_WATER`: `queued(lines)` is the exact size of what `lines` records queue
+/// (nothing leaves: the output takes nothing). The daemon reads nothing more from then on, so
+/// its peak RSS is then that of `HIGH_WATER` queued. Returns the peak's growth over `before`
+/// (KiB).
+fn peak_growth_at_high_water(
+    what: &str,
+    d: &Daemon,
+    client: std::net::TcpStream,
+    from: u64,
+    len: usize,
+    before: u64,
+    queued: impl Fn(u64) -> u64,
+) -> u64 {
+    flood(client, from, len);
+    let lines = wait_until("HIGH_WATER queued", DEADLINE * 3, || {
+        let lines = lines_recorded(d);
+        (queued(lines) >= HIGH_WATER).then_some(lines)
+    });
+    let peak = peak_rss_kib(d.pid());
+    eprintln!(
+        "{what}, {len}-byte lines: peak RSS {peak} KiB, {before} KiB at start: +{} KiB with {} \
+         KiB queued",
+        peak - before,
+        queued(lines) >> 10
+    );
+    peak - before
+}
+
+/// Peak RSS growth (KiB) of a file output on a full disk at `HIGH_WATER`, lines of `len` bytes.
+fn file_growth(format: &str, len: usize) -> u64 {
+    let dir = temp_dir();
+    let (d, _) = start_on_small_tmpfs(dir.path(), 1, 0, &["--format", format]);
+    let before = peak_rss_kib(d.pid());
+    let client = d.connect();
+    let peer = client.local_addr().unwrap().to_string();
+    // `default`: time, space, peer, space, line, LF; `raw`: line, LF; `json`: the line needs
+    // no escaping, so `{"time":"…","peer":"…","line":"…"}` and LF.
+    let record = match format {
+        "raw" => len + 1,
+        "json" => r#"{"time":"","peer":"","line":""}"#.len() + 27 + peer.len() + len + 1,
+        _ => 27 + 1 + peer.len() + 1 + len + 1,
+    } as u64;
+    let what = format!("file output, {format}");
+    peak_growth_at_high_water(&what, &d, client, 0, len, before, |lines| lines * record)
+}
+
+/// Peak RSS growth (KiB) of a syslog output whose receiver never reads, at `HIGH_WATER`.
+fn syslog_growth(len: usize) -> u64 {
+    let dir = temp_dir();
+    let path = dir.path().join("stalled.sock");
+    let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let d = DaemonBuilder::new(dir.path())
+        .output(&format!("syslog:{}", path.display()))
+        .start();
+    let before = peak_rss_kib(d.pid());
+    // One message read: the exact size of every message of this client (the same peer, time
+    // text of fixed width, lines of the same length).
+    let mut client = d.connect();
+    std::io::Write::write_all(&mut client, &numbered_line(0, len)).unwrap();
+    let mut message = vec![0; 64 * 1024];
+    let message = receiver.recv(&mut message).unwrap() as u64;
+    // Then the receiver's queue is filled (net.unix.max_dgram_qlen datagrams), so the daemon
+    // can send nothing more: everything it records stays queued.
+    let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    while filler.send_to(b"filler", &path).is_ok() {}
+    let queued = |lines| (lines - 1) * message;
+    peak_growth_at_high_water("syslog output", &d, client, 1, len, before, queued)
+}
+
+/// Peak RSS growth allowed with `HIGH_WATER` queued by a file output: 8 MiB, plus the records of
+/// the read that crossed it (at most 64 KiB of input: 3.2 MiB of `default` records, 5 MiB of
+/// `json` ones when every line is empty), plus allocator slack.
+const FILE_QUEUE_PEAK_KIB: u64 = 14 << 10;
+
+/// The same for a syslog output: each queued message is an allocation of its own (plus its
+/// slot in the queue), 2-2.4x its bytes for short lines, so 8 MiB of empty lines' messages and
+/// those of one more read take up to 28 MiB.
+const SYSLOG_QUEUE_PEAK_KIB: u64 = 28 << 10;
+
+/// Memory with the output backed up: a file output on a full disk holding `HIGH_WATER` of
+/// records in each format, and a syslog output whose receiver never reads holding
+/// `HIGH_WATER` of messages, stay within the bounds above, with lines from empty to 1000 bytes.
+#[test]
+fn memory_bounded_with_output_backed_up() {
+    if !root_for("mount a tmpfs in a private mount namespace") {
+        return;
+    }
+    for len in [0, 99, 1000] {
+        for format in ["default", "raw", "json"] {
+            let growth = file_growth(format, len);
+            assert!(
+                growth < FILE_QUEUE_PEAK_KIB,
+                "file output, {format}, {len}-byte lines: peak RSS grew {growth} KiB"
+            );
+        }
+        let growth = syslog_growth(len);
+        assert!(
+            growth < SYSLOG_QUEUE_PEAK_KIB,
+            "syslog output, {len}-byte lines: peak RSS grew {growth} KiB"
+        );
+    }
 }

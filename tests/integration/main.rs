@@ -10,6 +10,7 @@ mod privileges;
 mod records;
 mod signals;
 mod soak_run;
+mod socket_activation;
 mod syslog;
 mod syslog_faults;
 mod systemd;

@@ -206,3 +206,60 @@ fn ipv6_peer_format() {
     assert!(peer.to_string().starts_with("[::1]:"));
     assert_eq!(split_record(&lines[0]).1, peer.to_string());
 }
+
+/// Characters that change how the text around them is displayed (bidirectional embeddings,
+/// overrides and isolates, line and paragraph separators) come out as `\uXXXX` in `default`
+/// and `json`, exact in `raw`; other UTF-8 passes; a client's own `\u202e` text keeps its
+/// backslash escaped, so an escape cannot be faked.
+#[test]
+fn display_controls_escaped_in_default_and_json() {
+    let controls = [
+        '\u{2028}', '\u{2029}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ];
+    let mut sent = String::new();
+    let mut expected = Vec::new();
+    for c in controls {
+        // "user admin<RLO>nimda" would read "user adminadmin" with the override obeyed.
+        sent.push_str(&format!("user admin{c}nimda ok\n"));
+        expected.push(format!("user admin\\u{:04x}nimda ok", c as u32));
+    }
+    sent.push_str("caf\u{e9} \u{65e5}\u{672c} \u{1f980} \u{200f}\u{202f}\n");
+    expected.push("caf\u{e9} \u{65e5}\u{672c} \u{1f980} \u{200f}\u{202f}".to_string());
+    sent.push_str("literal \\u202e text\n");
+    expected.push("literal \\\\u202e text".to_string());
+
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--format", "default"]);
+    send(d.addr, sent.as_bytes());
+    let lines = d.wait_for_lines(expected.len());
+    let texts: Vec<&str> = lines.iter().map(|r| split_record(r).2).collect();
+    assert_eq!(texts, expected);
+    let has_control = |text: &str| text.chars().any(|c| controls.contains(&c));
+    assert!(!has_control(&d.output()));
+
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--format", "json"]);
+    send(d.addr, sent.as_bytes());
+    d.wait_for_lines(expected.len());
+    let text = std::fs::read_to_string(&d.out).unwrap();
+    assert!(!has_control(&text), "{text}");
+    assert!(
+        text.contains(r#""line":"user admin\\u202enimda ok""#),
+        "{text}"
+    );
+    let decoded: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("valid JSON");
+            v["line"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(decoded, expected, "json's line is default's escaped text");
+
+    let dir = temp_dir();
+    let d = Daemon::start(dir.path(), &["--format", "raw"]);
+    send(d.addr, sent.as_bytes());
+    d.wait_for_lines(expected.len());
+    assert_eq!(d.output(), sent);
+}

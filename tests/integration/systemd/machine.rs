@@ -250,8 +250,24 @@ impl Machine {
 
     /// A UDP socket bound to 127.0.0.1 on the machine's loopback, on a free port.
     pub fn bind_udp(&self) -> UdpSocket {
-        self.in_network(|| UdpSocket::bind("127.0.0.1:0"))
-            .expect("binding UDP in the machine")
+        self.bind_udp_at("127.0.0.1:0")
+    }
+
+    /// A UDP socket bound to `addr` in the machine's network namespace.
+    pub fn bind_udp_at(&self, addr: &str) -> UdpSocket {
+        let addr = addr.to_string();
+        self.in_network(move || UdpSocket::bind(&addr))
+            .unwrap_or_else(|e| panic!("binding UDP in the machine: {e}"))
+    }
+
+    /// True if the machine's loopback has the IPv6 address ::1 (IPv6 may be disabled in the
+    /// kernel); read from the network namespace of its PID 1.
+    pub fn has_ipv6_loopback(&self) -> bool {
+        // The machine's /proc/1 is its systemd, so this shows the machine's namespace.
+        fs::read_to_string(self.path("/proc/1/net/if_inet6"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("00000000000000000000000000000001 ") && l.ends_with(" lo"))
     }
 
     /// Runs `make` in a thread that joined the machine's network namespace. setns(2) moves only

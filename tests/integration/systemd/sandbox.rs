@@ -104,6 +104,80 @@ fn socket_activation_by_a_datagram() {
     assert_eq!(split_record(&records[1]).2, "and by tcp");
 }
 
+/// The socket override the shipped logsinkd.socket gives as its example (the `#   ` lines
+/// from `#   [Socket]` on, after the one naming `systemctl edit logsinkd.socket`), installed
+/// where `systemctl edit` puts it: TCP and UDP clients over 127.0.0.1 and over ::1 are all
+/// recorded, each with its own peer.
+#[test]
+fn socket_override_example_serves_ipv4_and_ipv6() {
+    let Some(machine) = boot_with_package("socket_override_example_serves_ipv4_and_ipv6") else {
+        return;
+    };
+    if !machine.has_ipv6_loopback() {
+        crate::util::skip(
+            "socket_override_example_serves_ipv4_and_ipv6: no IPv6 loopback (::1) in the \
+             machine's network namespace",
+        );
+        return;
+    }
+    let unit = std::fs::read_to_string(packaging("systemd/logsinkd.socket")).unwrap();
+    let example: Vec<&str> = unit
+        .lines()
+        .skip_while(|l| !l.contains("systemctl edit logsinkd.socket"))
+        .skip_while(|l| *l != "#   [Socket]")
+        .map_while(|l| l.strip_prefix("#   "))
+        .collect();
+    assert!(
+        !example.is_empty(),
+        "no example override in logsinkd.socket"
+    );
+    let example = example.join("\n") + "\n";
+    let (tcp, udp) = (5140, 514);
+    for port in [tcp, udp] {
+        assert!(
+            example.contains(&format!("0.0.0.0:{port}"))
+                && example.contains(&format!("[::]:{port}")),
+            "the example listens on 0.0.0.0:{port} and [::]:{port}:\n{example}"
+        );
+    }
+    machine.write(
+        "/etc/systemd/system/logsinkd.socket.d/override.conf",
+        &example,
+    );
+    install_activation_drop_in(&machine);
+    let out = machine.systemctl(&["start", "logsinkd.socket"]);
+    assert!(
+        out.status.success(),
+        "the example override does not start:\n{example}\n{}\njournal: {:#?}",
+        describe(&out),
+        machine.journal(Some("logsinkd.socket"))
+    );
+    let mut expected = Vec::new();
+    for ip in ["127.0.0.1", "[::1]"] {
+        let mut client = machine.connect(&format!("{ip}:{tcp}"));
+        let line = format!("tcp over {ip}");
+        client.write_all(format!("{line}\n").as_bytes()).unwrap();
+        expected.push((client.local_addr().unwrap().to_string(), line));
+        let sender = machine.bind_udp_at(&format!("{ip}:0"));
+        let line = format!("udp over {ip}");
+        sender
+            .send_to(line.as_bytes(), format!("{ip}:{udp}"))
+            .unwrap();
+        expected.push((sender.local_addr().unwrap().to_string(), line));
+    }
+    let records = wait_for_records(&machine, LOG, expected.len());
+    let mut got: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let (_, peer, line) = split_record(r);
+            (peer.to_string(), line.to_string())
+        })
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
 /// The UDP address the tests above use, in the machine's own network namespace.
 const UDP_ADDR: &str = "127.0.0.1:5514";
 

@@ -1,0 +1,201 @@
+//! Socket activation outside systemd, with systemd's own `systemd-socket-activate`: it binds
+//! the `-l` addresses, waits for the first client, then execs logsinkd with the sockets
+//! (`LISTEN_FDS`, `LISTEN_PID`), as systemd does for logsinkd.socket. Sockets logsinkd cannot
+//! serve are refused at start with a message naming them, never taken and then left unserved.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+
+use crate::util::*;
+
+const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+/// `systemd-socket-activate -l ADDR… logsinkd --foreground --output DIR/out.log`, its stderr
+/// (then logsinkd's) read line by line. Killed when dropped.
+struct Activator {
+    child: Child,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Activator {
+    fn start(dir: &Path, listen: &[String]) -> Activator {
+        let mut cmd = Command::new(ACTIVATE);
+        for addr in listen {
+            cmd.args(["-l", addr]);
+        }
+        let mut child = cmd
+            .arg(BIN)
+            .arg("--foreground")
+            .arg("--output")
+            .arg(dir.join("out.log"))
+            .current_dir(dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning systemd-socket-activate");
+        let (tx, stderr) = channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Activator {
+            child,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for `count` stderr lines containing `pattern`; false if the process ended first.
+    fn wait_for(&mut self, pattern: &str, count: usize) -> bool {
+        let end = std::time::Instant::now() + DEADLINE;
+        loop {
+            if self.seen.iter().filter(|l| l.contains(pattern)).count() >= count {
+                return true;
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(_) => panic!(
+                    "timed out waiting for {pattern:?} #{count}: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let child = &mut self.child;
+        wait_until("logsinkd to exit", DEADLINE, || child.try_wait().unwrap())
+    }
+
+    /// Every stderr line, once the process has ended.
+    fn all_lines(&mut self) -> Vec<String> {
+        self.seen.extend(self.stderr.iter());
+        self.seen.clone()
+    }
+}
+
+impl Drop for Activator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `systemd-socket-activate` on `count` TCP ports of 127.0.0.1 that were free a moment
+/// ago (it needs concrete ports); tries new ones should another process take one meanwhile.
+fn activate_on_tcp_ports(dir: &Path, count: usize) -> (Activator, Vec<String>) {
+    for _ in 0..5 {
+        let probes: Vec<TcpListener> = (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<String> = probes
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        drop(probes);
+        let mut activator = Activator::start(dir, &addrs);
+        if activator.wait_for("Listening on ", count) {
+            return (activator, addrs);
+        }
+        let lines = activator.all_lines();
+        assert!(
+            lines.iter().any(|l| l.contains("Address already in use")),
+            "systemd-socket-activate failed: {lines:#?}"
+        );
+    }
+    panic!("no {count} free ports in 5 tries");
+}
+
+fn have_activate(test: &str) -> bool {
+    let present = Path::new(ACTIVATE).exists();
+    if !present {
+        skip(&format!(
+            "{test}: needs {ACTIVATE} (apt-get install systemd)"
+        ));
+    }
+    present
+}
+
+/// 64 passed sockets (the most logsinkd serves) are all served: a client of the last one is
+/// recorded. 65 are refused at start, naming the count and the limit (exit 1).
+#[test]
+fn more_sockets_than_served_are_refused() {
+    if !have_activate("more_sockets_than_served_are_refused") {
+        return;
+    }
+    let dir = temp_dir();
+    let (mut most, addrs) = activate_on_tcp_ports(dir.path(), 64);
+    let last = addrs.last().unwrap();
+    // The first client makes systemd-socket-activate exec logsinkd with all 64 sockets.
+    let mut client = TcpStream::connect(last.as_str()).unwrap();
+    client.write_all(b"to the 64th socket\n").unwrap();
+    assert!(
+        most.wait_for("listening on ", 64),
+        "{:#?}",
+        most.all_lines()
+    );
+    let lines = wait_until("the line in out.log", DEADLINE, || {
+        let text = std::fs::read_to_string(dir.path().join("out.log")).ok()?;
+        (!text.is_empty()).then_some(text)
+    });
+    assert_eq!(split_record(lines.trim_end()).2, "to the 64th socket");
+    drop(most);
+
+    let dir = temp_dir();
+    let (mut too_many, addrs) = activate_on_tcp_ports(dir.path(), 65);
+    let _client = TcpStream::connect(addrs[0].as_str()).unwrap();
+    let status = too_many.wait_exit();
+    let lines = too_many.all_lines();
+    assert_eq!(status.code(), Some(1), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("passed 65 sockets") && l.contains("at most 64")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("listening on ")),
+        "announced sockets it would not serve: {lines:#?}"
+    );
+}
+
+/// A unix-domain `ListenStream=` (a path) is refused at start, naming the path (exit 1),
+/// rather than taken as TCP and its clients accepted and reset.
+#[test]
+fn unix_domain_socket_is_refused() {
+    if !have_activate("unix_domain_socket_is_refused") {
+        return;
+    }
+    let dir = temp_dir();
+    let path = dir.path().join("logsinkd.sock");
+    let mut activator = Activator::start(dir.path(), &[path.to_str().unwrap().to_string()]);
+    assert!(activator.wait_for("Listening on ", 1));
+    let _client = UnixStream::connect(&path).unwrap();
+    let status = activator.wait_exit();
+    let lines = activator.all_lines();
+    assert_eq!(status.code(), Some(1), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("unix-domain socket")
+            && l.contains(path.to_str().unwrap())
+            && l.contains("only TCP and UDP")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("listening on ")),
+        "{lines:#?}"
+    );
+}
