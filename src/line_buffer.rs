@@ -168,6 +168,13 @@ impl LineBuffer {
                 self.continued = true;
             }
             let take = bytes.len().min(max_line - self.partial.len());
+            // Grow by doubling, but never past max_line: Vec's own doubling could reach
+            // nearly twice that, per connection.
+            let need = self.partial.len() + take;
+            if need > self.partial.capacity() {
+                let want = need.max(2 * self.partial.capacity()).min(max_line);
+                self.partial.reserve_exact(want - self.partial.len());
+            }
             self.partial.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
         }

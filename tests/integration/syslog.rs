@@ -137,7 +137,7 @@ fn which(bin: &str) -> Result<PathBuf, ()> {
 }
 
 /// Each line becomes one message, tag logsinkd, the configured facility, severity info, with
-/// the peer first and the line escaped; over the unix socket, UDP and TCP.
+/// the peer first and the line escaped (an empty line too); over the unix socket, UDP and TCP.
 #[test]
 fn rsyslogd_receives_lines() {
     let dir = temp_dir();
@@ -157,21 +157,23 @@ fn rsyslogd_receives_lines() {
             .start();
         let peer = send(
             d.addr,
-            format!("via {i} first\nvia {i} second \x1b[1m\n").as_bytes(),
+            format!("via {i} first\n\nvia {i} second \x1b[1m\n").as_bytes(),
         );
-        expected += 2;
+        // The empty line is a record too: a message with the peer alone.
+        expected += 3;
         let got = rs.wait_for(expected);
         let pid = d.pid();
         assert_eq!(d.stop().code(), Some(0));
-        for (line, text) in got[expected - 2..].iter().zip([
+        for (line, text) in got[expected - 3..].iter().zip([
             format!("{peer} via {i} first"),
+            format!("{peer}"),
             format!("{peer} via {i} second \\x1b[1m"),
         ]) {
             let fields: Vec<&str> = line.splitn(4, '|').collect();
             assert_eq!(fields[0], format!("logsinkd[{pid}]:"), "{target}: {line}");
             assert_eq!(fields[1], "local3", "{target}: {line}");
             assert_eq!(fields[2], "info", "{target}: {line}");
-            assert_eq!(fields[3].trim_start(), text, "{target}: {line}");
+            assert_eq!(fields[3].trim(), text, "{target}: {line}");
         }
     }
 }
