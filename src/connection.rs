@@ -1,8 +1,9 @@
 //! One client connection: its socket, its peer address as written in records, and its
 //! unfinished line.
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -21,6 +22,8 @@ pub struct Connection {
     pub readable: bool,
     /// Last time data arrived (for the idle timeout).
     pub last_active: Instant,
+    /// The deadline of its idle timer, if one is armed (see idle.rs).
+    pub idle_at: Option<Instant>,
 }
 
 /// What a read pass left behind.
@@ -51,7 +54,19 @@ impl Connection {
             lines: LineBuffer::default(),
             readable: true,
             last_active: now,
+            idle_at: None,
         }
+    }
+
+    /// Bytes waiting unread in the socket's receive queue (`SIOCINQ`): one ioctl, asked
+    /// before closing an idle connection, never per read.
+    pub fn unread_bytes(&self) -> io::Result<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD (SIOCINQ) writes one int through the valid pointer.
+        if unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::FIONREAD, &mut n) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Reads and records what the client sent, taking one from `budget` for each read, and

@@ -10,8 +10,7 @@
 //! `HIGH_WATER` (disk full, syslog receiver gone) nothing is read: the data waits in the
 //! kernel and TCP flow control slows the clients down, instead of logsinkd dropping it.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use slab::Slab;
 
 use crate::connection::{Connection, Status, peer_text};
 use crate::diag::{error, info, warning};
+use crate::idle::IdleTimers;
 use crate::listen::Listeners;
 use crate::notify::Notifier;
 use crate::output_health::{self, FLUSH_AT, HIGH_WATER, OutputHealth};
@@ -99,8 +99,8 @@ pub struct Server {
     at_cap: bool,
     /// A cap episode is on: logged once, ends when the backlog is drained below the cap.
     cap_logged: bool,
-    /// Idle deadlines (deadline, connection id, slab key); one entry per connection.
-    idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    /// Idle timers, when `idle_timeout` is set: one per open connection.
+    idle: Option<IdleTimers>,
     output: OutputHealth,
     notifier: Notifier,
 }
@@ -154,16 +154,16 @@ impl Server {
             conns: Slab::new(),
             ready: VecDeque::new(),
             recorder: Recorder::new(sink, max_line),
-            settings,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             next_id: 0,
             accept_paused_until: None,
             accept_failing: false,
             at_cap: false,
             cap_logged: false,
-            idle: BinaryHeap::new(),
+            idle: settings.idle_timeout.map(IdleTimers::new),
             output: OutputHealth::default(),
             notifier: Notifier::from_env(),
+            settings,
         })
     }
 
@@ -230,11 +230,10 @@ impl Server {
         if unread && !self.output_full() {
             return Some(Duration::ZERO);
         }
-        let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
         [
             self.accept_paused_until,
             self.output.retry_at(),
-            idle,
+            self.idle.as_ref().and_then(IdleTimers::next),
             notify_at,
         ]
         .into_iter()
@@ -388,11 +387,11 @@ impl Server {
         }
         let id = self.next_id;
         self.next_id += 1;
-        entry.insert(Connection::new(stream, addr, id, now));
+        let conn = entry.insert(Connection::new(stream, addr, id, now));
         // Data may have arrived before registration: give it a first read right away.
         self.ready.push_back((key, id));
-        if let Some(timeout) = self.settings.idle_timeout {
-            self.idle.push(Reverse((now + timeout, id, key)));
+        if let Some(idle) = &mut self.idle {
+            idle.arm(key, &mut conn.idle_at, now);
         }
         let stats = &mut self.recorder.stats;
         stats.connections += 1;
@@ -465,7 +464,10 @@ impl Server {
 
     fn close(&mut self, key: usize, now: Instant) {
         // Dropping the stream closes it, which also removes it from epoll.
-        self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
+        if let Some(idle) = &mut self.idle {
+            idle.disarm(key, &mut conn.idle_at);
+        }
         self.recorder.stats.open = self.conns.len();
         if self.at_cap {
             self.at_cap = false;
@@ -484,23 +486,34 @@ impl Server {
             self.accept_paused_until = None;
             self.accept_everywhere(now);
         }
-        if let Some(timeout) = self.settings.idle_timeout {
-            while let Some(&Reverse((at, id, key))) = self.idle.peek() {
-                if at > now {
-                    break;
-                }
-                self.idle.pop();
-                let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
-                    continue;
-                };
-                let due = conn.last_active + timeout;
-                if due > now {
-                    self.idle.push(Reverse((due, id, key)));
-                } else {
-                    self.recorder.finish(&conn.peer, &mut conn.lines);
-                    self.close(key, now);
-                }
+        self.close_idle(now);
+    }
+
+    /// Closes the connections that sent nothing for `idle_timeout`, recording their partial
+    /// lines. Data waiting in a socket is never dropped this way: while the output is backed
+    /// up logsinkd reads nothing, and a client whose data waits unread is not idle.
+    fn close_idle(&mut self, now: Instant) {
+        let Some(idle) = &mut self.idle else {
+            return;
+        };
+        let mut silent = Vec::new();
+        while let Some(key) = idle.pop_due(now) {
+            // Every open connection has a timer, removed when it closes.
+            let conn = &mut self.conns[key];
+            let mut slot = conn.idle_at;
+            // Asked of the socket itself: `readable` only says data may be there (a new
+            // connection starts readable), and data may have come since the last poll.
+            let unread = || conn.unread_bytes().is_ok_and(|n| n > 0);
+            let is_idle = idle.expired(key, &mut slot, conn.last_active, now, unread);
+            conn.idle_at = slot;
+            if is_idle {
+                silent.push(key);
             }
+        }
+        for key in silent {
+            let conn = &mut self.conns[key];
+            self.recorder.finish(&conn.peer, &mut conn.lines);
+            self.close(key, now);
         }
     }
 
