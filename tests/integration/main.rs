@@ -7,6 +7,7 @@ mod faults;
 mod limits;
 mod load;
 mod records;
+mod shutdown;
 mod signals;
 mod soak_run;
 mod syslog;
