@@ -256,7 +256,7 @@ impl Server {
             self.accept_paused_until,
             self.output.retry_at(),
             self.idle.as_ref().and_then(IdleTimers::next),
-            self.draining_since.map(|since| since + DATAGRAM_DRAIN),
+            self.datagram_drain_until(),
             self.draining_since.map(|since| since + SHUTDOWN_READ),
             notify_at,
         ]
@@ -605,6 +605,13 @@ impl Server {
         }
     }
 
+    /// While draining UDP sockets that have not run empty: when to stop reading them.
+    fn datagram_drain_until(&self) -> Option<Instant> {
+        let since = self.draining_since?;
+        let reading = self.datagrams.iter().any(|d| d.readable);
+        reading.then_some(since + DATAGRAM_DRAIN)
+    }
+
     /// True once the drain is over: every connection has been read up to its quota (and
     /// closed) and every UDP socket ran empty or had its `DATAGRAM_DRAIN`, or `SHUTDOWN_READ`
     /// has passed.
@@ -612,7 +619,10 @@ impl Server {
         let Some(since) = self.draining_since else {
             return false;
         };
-        if now >= since + DATAGRAM_DRAIN {
+        if self
+            .datagram_drain_until()
+            .is_some_and(|until| now >= until)
+        {
             for d in self.datagrams.iter_mut().filter(|d| d.readable) {
                 d.readable = false;
                 info!(
