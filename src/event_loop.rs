@@ -205,7 +205,7 @@ impl Server {
         self.notifier.ready(&self.recorder.stats.status());
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
+    /// Runs until SIGTERM or SIGINT, then drains and shuts down cleanly.
     pub fn run(mut self) -> Result<Summary> {
         let mut events = Events::with_capacity(EVENTS);
         let mut notify_at = self.notifier.tick(Instant::now(), &self.recorder.stats);
