@@ -71,7 +71,7 @@ pub struct Cli {
     pub backlog: Option<u32>,
 
     /// Close a connection that sent nothing for this many seconds (its partial line is recorded);
-    /// 0 turns it off [default: 0]
+    /// 0 turns it off; at most 31536000 (a year) [default: 0]
     #[arg(long = "idle-timeout", value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 

@@ -30,6 +30,9 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// File descriptors kept free for listeners, the output, signals and syslog when the
 /// connection cap is derived from the open-file limit.
 pub const FD_HEADROOM: usize = 64;
+/// Longest `idle_timeout`, in seconds: a year. Longer is as good as off (0), and this keeps
+/// every deadline computed from it far inside the clock's range.
+pub const MAX_IDLE_TIMEOUT: u64 = 365 * 24 * 60 * 60;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -231,10 +234,14 @@ impl Raw {
             Some(n) => n,
             None => DEFAULT_BACKLOG,
         };
-        let idle_timeout = self
-            .idle_timeout
-            .filter(|&s| s > 0)
-            .map(Duration::from_secs);
+        let idle_timeout = match self.idle_timeout {
+            Some(s) if s > MAX_IDLE_TIMEOUT => bail!(
+                "key `idle_timeout`: {s} seconds is out of range: from 0 (off) to \
+                 {MAX_IDLE_TIMEOUT} (a year)"
+            ),
+            Some(0) | None => None,
+            Some(s) => Some(Duration::from_secs(s)),
+        };
         if self.group.is_some() && self.user.is_none() {
             bail!("key `group`: needs `user` as well (logsinkd drops both or neither)");
         }
@@ -381,6 +388,15 @@ mod tests {
         assert!(err("colour = 1").contains("unknown key `colour`"));
         assert!(err("syslog_facility = \"mars\"").contains("key `syslog_facility`"));
         assert!(err("listen = [").contains("line 1"));
+        assert!(
+            err("idle_timeout = 31536001")
+                .contains("key `idle_timeout`: 31536001 seconds is out of range")
+        );
+        assert!(err("idle_timeout = -1").contains("key `idle_timeout`"));
+        assert_eq!(
+            load("idle_timeout = 31536000").unwrap().idle_timeout,
+            Some(Duration::from_secs(MAX_IDLE_TIMEOUT))
+        );
     }
 
     /// The printed configuration reads back to the same settings.

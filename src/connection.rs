@@ -1,8 +1,12 @@
 //! One client connection: its socket, its peer address as written in records, and its
 //! unfinished line.
+//!
+//! At shutdown a connection is read up to what its socket held when the stop signal came (its
+//! `stop_quota`) and no further: a client that keeps sending cannot hold the daemon up.
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -21,6 +25,12 @@ pub struct Connection {
     pub readable: bool,
     /// Last time data arrived (for the idle timeout).
     pub last_active: Instant,
+    /// The deadline of its idle timer, if one is armed (see idle.rs).
+    pub idle_at: Option<Instant>,
+    /// Set at shutdown: bytes still to read of what the socket held when the stop signal came.
+    /// The connection is done (its partial line recorded) when they are read, or when its
+    /// socket is empty.
+    pub stop_quota: Option<usize>,
 }
 
 /// What a read pass left behind.
@@ -32,7 +42,8 @@ pub enum Status {
     More,
     /// The output's backlog reached the limit: write it out before reading more.
     Full,
-    /// The client is gone (EOF or error); its partial line is recorded. Remove it.
+    /// The client is gone (EOF or error), or at shutdown everything it had sent before the
+    /// stop signal is read; its partial line is recorded. Remove it.
     Closed(Option<std::io::Error>),
 }
 
@@ -51,11 +62,26 @@ impl Connection {
             lines: LineBuffer::default(),
             readable: true,
             last_active: now,
+            idle_at: None,
+            stop_quota: None,
         }
     }
 
+    /// Bytes waiting unread in the socket's receive queue (`SIOCINQ`): one ioctl, asked at
+    /// shutdown and before closing an idle connection, never per read.
+    pub fn unread_bytes(&self) -> io::Result<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD (SIOCINQ) writes one int through the valid pointer.
+        if unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::FIONREAD, &mut n) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Reads and records what the client sent, taking one from `budget` for each read, and
-    /// stops early when the output's backlog reaches `limit`.
+    /// stops early when the output's backlog reaches `limit`. At shutdown (`stop_quota` set)
+    /// it reads no more than the quota, and the connection is done when the quota is read or
+    /// the socket is empty.
     pub fn read_available(
         &mut self,
         buf: &mut [u8],
@@ -69,15 +95,36 @@ impl Connection {
                 return Status::Full;
             }
             *budget -= 1;
-            match recorder.read_from(&mut self.stream, &self.peer, &mut self.lines, buf) {
+            let max = self
+                .stop_quota
+                .map_or(buf.len(), |quota| quota.min(buf.len()));
+            match recorder.read_from(
+                &mut self.stream,
+                &self.peer,
+                &mut self.lines,
+                &mut buf[..max],
+            ) {
                 Ok(0) => {
                     recorder.finish(&self.peer, &mut self.lines);
                     return Status::Closed(None);
                 }
-                Ok(_) => self.last_active = now,
+                Ok(n) => {
+                    self.last_active = now;
+                    if let Some(quota) = &mut self.stop_quota {
+                        *quota -= n;
+                        if *quota == 0 {
+                            recorder.finish(&self.peer, &mut self.lines);
+                            return Status::Closed(None);
+                        }
+                    }
+                }
                 // Edge-triggered readiness: only WouldBlock means "wait for the next event".
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.readable = false;
+                    if self.stop_quota.is_some() {
+                        recorder.finish(&self.peer, &mut self.lines);
+                        return Status::Closed(None);
+                    }
                     return Status::Drained;
                 }
                 // A signal arrived during read(2); nothing was lost, read again.

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod daemon;
 pub mod diag;
 pub mod event_loop;
+pub mod idle;
 pub mod line_buffer;
 pub mod listen;
 pub mod notify;

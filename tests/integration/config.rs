@@ -106,3 +106,48 @@ fn usage_errors() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("logsinkd "));
 }
+
+/// An `idle_timeout` past the allowed range (a year) is refused at config time, naming the key
+/// and the range, by `--check-config` (exit 1) and at start (exit 2). Before, it passed and the
+/// daemon panicked at its first connection (a deadline past the clock's range).
+#[test]
+fn idle_timeout_out_of_range_is_refused() {
+    let needle = "key `idle_timeout`: 18446744073709551615 seconds is out of range: from 0 (off) \
+                  to 31536000 (a year)";
+    let huge = ["--idle-timeout", "18446744073709551615"];
+    let check = Command::new(BIN)
+        .args(huge)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+
+    let dir = temp_dir();
+    let start = Command::new(BIN)
+        .args(huge)
+        .args(["--foreground", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert_eq!(start.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+
+    let (code, _, stderr) =
+        with_config("bad.toml", "idle_timeout = 31536001\n", &["--check-config"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("key `idle_timeout`: 31536001 seconds"),
+        "{stderr}"
+    );
+
+    // The longest allowed timeout works: a connection is served as usual.
+    let d = Daemon::start(
+        dir.path(),
+        &["--idle-timeout", "31536000", "--format", "raw"],
+    );
+    send(d.addr, b"within range\n");
+    assert_eq!(d.wait_for_lines(1), ["within range"]);
+}

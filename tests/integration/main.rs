@@ -8,6 +8,7 @@ mod limits;
 mod load;
 mod privileges;
 mod records;
+mod shutdown;
 mod signals;
 mod soak_run;
 mod socket_activation;
