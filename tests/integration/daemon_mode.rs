@@ -18,36 +18,12 @@ fn pid_alive(pid: i32) -> bool {
 #[test]
 fn daemon_start_ready_and_pid_file() {
     let dir = temp_dir();
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "rel.log",
-            "--pid-file",
-            "run.pid",
-        ])
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "start failed: {stderr}");
-    let addr: std::net::SocketAddr = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("logsinkd: listening on "))
-        .unwrap_or_else(|| panic!("no listening line: {stderr}"))
-        .parse()
-        .unwrap();
+    let d = ClassicDaemon::start(dir.path(), &[], &["--output", "rel.log"]);
+    let (addr, pid) = (d.addr, d.pid);
     // The start command has returned: the daemon must already serve.
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"hello daemon\n").unwrap();
     drop(s);
-    let pid: i32 = std::fs::read_to_string(dir.path().join("run.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(pid_alive(pid));
     assert!(
         std::fs::read_to_string(format!("/proc/{pid}/cmdline"))

@@ -79,16 +79,7 @@ fn start_on_small_tmpfs(
          head -c {} /dev/zero > \"$0/filler\"; exec \"$@\"",
         (size_mb << 20) - room
     );
-    let wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        small.to_str().unwrap(),
-    ];
+    let wrapper = in_private_mounts(&script, small.to_str().unwrap());
     let d = DaemonBuilder::wrapped(dir, &wrapper)
         .arg("--output")
         .arg(small.join("out.log"))

@@ -100,6 +100,15 @@ template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslo
     }
 
     /// Waits for `n` received messages, returns them.
+    /// A foreground logsinkd in `dir` whose output is this rsyslogd's unix socket.
+    fn logsinkd_to_socket(&self, dir: &Path) -> Daemon {
+        let target = format!("syslog:{}", self.socket.display());
+        DaemonBuilder::new(dir)
+            .args(["--output", &target])
+            .output(&target)
+            .start()
+    }
+
     fn wait_for(&self, n: usize) -> Vec<String> {
         wait_until(&format!("{n} messages at rsyslogd"), DEADLINE, || {
             let text = std::fs::read_to_string(&self.received).unwrap_or_default();
@@ -185,11 +194,7 @@ fn long_lines_become_several_messages() {
     let Some(rs) = Rsyslogd::start(dir.path()) else {
         return;
     };
-    let target = format!("syslog:{}", rs.socket.display());
-    let d = DaemonBuilder::new(dir.path())
-        .args(["--output", &target])
-        .output(&target)
-        .start();
+    let d = rs.logsinkd_to_socket(dir.path());
     let long: String = (0..2000).map(|i| format!("{i:05}")).collect(); // 10,000 bytes
     let peer = send(d.addr, format!("{long}\n").as_bytes());
     let got = rs.wait_for(2);
@@ -280,11 +285,7 @@ fn shutdown_waits_for_a_busy_receiver() {
     let Some(rs) = Rsyslogd::start(dir.path()) else {
         return;
     };
-    let target = format!("syslog:{}", rs.socket.display());
-    let mut d = DaemonBuilder::new(dir.path())
-        .args(["--output", &target])
-        .output(&target)
-        .start();
+    let mut d = rs.logsinkd_to_socket(dir.path());
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(rs.child.id() as i32, libc::SIGSTOP) };
     let count = 3000;
@@ -339,11 +340,7 @@ fn long_lines_are_cut_between_escapes() {
     let Some(rs) = Rsyslogd::start(dir.path()) else {
         return;
     };
-    let target = format!("syslog:{}", rs.socket.display());
-    let d = DaemonBuilder::new(dir.path())
-        .args(["--output", &target])
-        .output(&target)
-        .start();
+    let d = rs.logsinkd_to_socket(dir.path());
     let mut lines = Vec::new();
     let mut escaped = Vec::new();
     for (byte, text) in [("\x1b", "\\x1b"), ("\\", "\\\\")] {
@@ -379,16 +376,6 @@ fn long_lines_are_cut_between_escapes() {
     }
 }
 
-/// Kills a daemon-mode logsinkd when the test ends, however it ends.
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the daemon this test started.
-        unsafe { libc::kill(self.0, libc::SIGKILL) };
-    }
-}
-
 /// `syslog:PATH` with a relative path, in daemon mode (which moves to `/`): the path is
 /// resolved at start, so a reconnect (the receiver restarted) and a reopen (SIGHUP) find the
 /// socket again, and every line arrives.
@@ -400,27 +387,8 @@ fn relative_syslog_socket_in_daemon_mode() {
     let Some(mut rs) = Rsyslogd::start(&rs_dir) else {
         return;
     };
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--output", "syslog:rs/log.sock"])
-        .args(["--pid-file", "run.pid"])
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "start failed: {stderr}");
-    let addr: std::net::SocketAddr = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("logsinkd: listening on "))
-        .unwrap_or_else(|| panic!("no listening line: {stderr}"))
-        .parse()
-        .unwrap();
-    let pid: i32 = std::fs::read_to_string(dir.path().join("run.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _guard = KillOnDrop(pid);
+    let d = ClassicDaemon::start(dir.path(), &[], &["--output", "syslog:rs/log.sock"]);
+    let (addr, pid) = (d.addr, d.pid);
     let line = |rs: &Rsyslogd, n: usize| {
         send(addr, format!("line {n}\n").as_bytes());
         let got = rs.wait_for(n + 1);

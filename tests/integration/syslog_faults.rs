@@ -10,7 +10,6 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -254,17 +253,7 @@ fn slow_name_lookup_on_reload_never_blocks_the_loop() {
     std::fs::write(dir.path().join("nsswitch.conf"), "hosts: files dns\n").unwrap();
     let script = "for f in hosts resolv.conf nsswitch.conf; do \
                   mount --bind \"$0/$f\" \"/etc/$f\" || exit 1; done; exec \"$@\"";
-    let dir_arg = dir.path().to_str().unwrap();
-    let wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        dir_arg,
-    ];
+    let wrapper = in_private_mounts(script, dir.path().to_str().unwrap());
     let target = format!("syslog+tcp://{name}:{port}");
     let mut d = DaemonBuilder::wrapped(dir.path(), &wrapper)
         .args(["--output", &target])
@@ -322,16 +311,6 @@ fn slow_name_lookup_on_reload_never_blocks_the_loop() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
-/// Kills a daemon-mode logsinkd when the test ends, however it ends.
-struct DaemonPid(i32);
-
-impl Drop for DaemonPid {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the daemon this test started.
-        unsafe { libc::kill(self.0, libc::SIGKILL) };
-    }
-}
-
 /// In daemon mode diagnostics go to /dev/log. A local syslog daemon that takes nothing (its
 /// socket's queue full) must not stall the loop: messages that cannot be sent at once are
 /// dropped and counted, and the next one that gets through says how many.
@@ -345,30 +324,9 @@ fn stalled_dev_log_never_blocks_the_loop() {
     let devlog = UnixDatagram::bind(dir.path().join("devlog.sock")).unwrap();
     let script = "mount -t tmpfs logsinkd-test /dev && mknod -m 666 /dev/null c 1 3 && \
                   ln -s \"$0/devlog.sock\" /dev/log && exec \"$@\"";
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .arg(dir.path())
-        .arg(BIN)
-        .args(["--listen", "127.0.0.1:0", "--output", "out.log"])
-        .args(["--pid-file", "run.pid"])
-        .current_dir(dir.path())
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "start failed: {stderr}");
-    let addr: SocketAddr = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("logsinkd: listening on "))
-        .unwrap_or_else(|| panic!("no listening line: {stderr}"))
-        .parse()
-        .unwrap();
-    let pid: i32 = std::fs::read_to_string(dir.path().join("run.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _guard = DaemonPid(pid);
+    let wrapper = in_private_mounts(script, dir.path().to_str().unwrap());
+    let d = ClassicDaemon::start(dir.path(), &wrapper, &["--output", "out.log"]);
+    let (addr, pid) = (d.addr, d.pid);
 
     // Far more messages than the socket's queue holds (net.unix.max_dgram_qlen, 10 by
     // default). The pause lets each signal be its own message rather than coalesce.

@@ -100,14 +100,7 @@ impl DaemonBuilder {
     /// Runs the daemon through a wrapper command (e.g. `unshare`), which must exec it.
     pub fn wrapped(dir: &Path, wrapper: &[&str]) -> DaemonBuilder {
         let out = dir.join("out.log");
-        let mut cmd = match wrapper.split_first() {
-            None => Command::new(BIN),
-            Some((program, args)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(args).arg(BIN);
-                cmd
-            }
-        };
+        let mut cmd = logsinkd_command(wrapper);
         cmd.arg("--foreground")
             .current_dir(dir)
             .env_remove("NOTIFY_SOCKET")
@@ -410,4 +403,80 @@ pub fn assert_numbered(texts: &[String], count: u64, raw: bool) {
         }
     }
     assert_eq!(expected, count, "lines recorded");
+}
+
+/// The logsinkd binary, run through `wrapper` (a command that execs it with its arguments, e.g.
+/// `unshare`) unless that is empty.
+fn logsinkd_command(wrapper: &[&str]) -> Command {
+    match wrapper.split_first() {
+        None => Command::new(BIN),
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(BIN);
+            cmd
+        }
+    }
+}
+
+/// A wrapper for `DaemonBuilder::wrapped` (or any command) that runs it in a private mount
+/// namespace after `script` (sh, with `arg` as `$0`) has set that namespace up; the script ends
+/// in `exec "$@"`. What the script mounts is seen by the daemon alone.
+pub fn in_private_mounts<'a>(script: &'a str, arg: &'a str) -> [&'a str; 8] {
+    [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        arg,
+    ]
+}
+
+/// A logsinkd started as a classic daemon (no `--foreground`) in `dir`, listening on a free
+/// port, pid file `dir/run.pid`. Its start command has returned 0, so it already serves. It is
+/// killed when dropped, however the test ends.
+pub struct ClassicDaemon {
+    pub addr: SocketAddr,
+    pub pid: i32,
+}
+
+impl ClassicDaemon {
+    /// Runs `wrapper` (empty, or a command that execs the rest) with logsinkd and `args`.
+    pub fn start(dir: &Path, wrapper: &[&str], args: &[&str]) -> ClassicDaemon {
+        let out = logsinkd_command(wrapper)
+            .args(["--listen", "127.0.0.1:0", "--pid-file", "run.pid"])
+            .args(args)
+            .current_dir(dir)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "start failed: {stderr}");
+        let addr = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("logsinkd: listening on "))
+            .unwrap_or_else(|| panic!("no listening line: {stderr}"))
+            .parse()
+            .unwrap();
+        let pid = std::fs::read_to_string(dir.join("run.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        ClassicDaemon { addr, pid }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the daemon this test started.
+        assert_eq!(unsafe { libc::kill(self.pid, signal) }, 0, "kill {signal}");
+    }
+}
+
+impl Drop for ClassicDaemon {
+    fn drop(&mut self) {
+        // SAFETY: as in `signal`; the daemon may be gone already.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+    }
 }
