@@ -1,9 +1,17 @@
 //! The effective configuration: built-in defaults, overridden by the TOML file (`--config`),
 //! overridden by command-line options.
 //!
+//! Every setting is named once, as a field of [`Raw`]: serde derives the file's key from it
+//! (unknown keys are refused) and clap the command-line option (see `cli.rs`), whose doc
+//! comment is the `--help` text and the man page's. `Raw::resolve` applies the defaults and
+//! checks each value into the typed [`Config`], which serde prints back as TOML for
+//! `--check-config`. Adding a setting means a field in `Raw`, one in `Config` and its check
+//! in `resolve`.
+//!
 //! The file is read as a TOML table and each key converted on its own, so every error names
-//! the file, the key and the problem (`logsinkd.toml: key `max_line`: ...`) and an unknown key
-//! is an error rather than silently ignored.
+//! the file, the key and the problem (`logsinkd.toml: key `max_line`: ...`). Values that need
+//! checking beyond their TOML type (addresses, sizes, names) are kept as written until
+//! `resolve`, so an option on the command line and a key in the file fail with the same message.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::de::DeserializeOwned;
+use clap::{ArgMatches, Args, FromArgMatches};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::Cli;
 use crate::record::Format;
@@ -34,45 +43,37 @@ pub const FD_HEADROOM: usize = 64;
 /// every deadline computed from it far inside the clock's range.
 pub const MAX_IDLE_TIMEOUT: u64 = 365 * 24 * 60 * 60;
 
-#[derive(Debug, Clone)]
+/// The checked settings the daemon runs with. Serialized, it is the `--check-config` output:
+/// a config file that reads back to the same settings.
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub listen_udp: Vec<SocketAddr>,
+    #[serde(serialize_with = "as_text")]
     pub output: Target,
+    #[serde(serialize_with = "as_text")]
     pub format: Format,
     pub max_line: usize,
     pub foreground: bool,
+    /// Printed lossily: `--check-config` shows a path that is not UTF-8 rather than failing.
+    #[serde(serialize_with = "path_as_text")]
     pub pid_file: Option<PathBuf>,
     pub user: Option<String>,
     pub group: Option<String>,
     pub syslog_facility: String,
     pub max_connections: usize,
     pub backlog: u32,
-    /// `None`: connections may stay idle for ever.
+    /// `None`: connections may stay idle for ever (printed as 0, as it is written).
+    #[serde(serialize_with = "seconds")]
     pub idle_timeout: Option<Duration>,
 }
 
-/// Every key the file may hold.
-const KEYS: &[&str] = &[
-    "listen",
-    "listen_udp",
-    "output",
-    "format",
-    "max_line",
-    "foreground",
-    "pid_file",
-    "user",
-    "group",
-    "syslog_facility",
-    "max_connections",
-    "backlog",
-    "idle_timeout",
-];
-
 impl Config {
-    /// Builds the configuration from the command line and the file it names.
-    /// `fd_limit` is the process's open-file limit, which sizes the default connection cap.
-    pub fn load(cli: &Cli, fd_limit: usize) -> Result<Config> {
+    /// Builds the configuration from the command line and the file it names. `given` are
+    /// clap's matches for `cli`: they tell an option given on the command line, which wins,
+    /// from one left out, which leaves the file's value. `fd_limit` is the process's
+    /// open-file limit, which sizes the default connection cap.
+    pub fn load(cli: &Cli, given: &ArgMatches, fd_limit: usize) -> Result<Config> {
         let mut raw = match &cli.config {
             Some(path) => {
                 let raw = Raw::from_file(path)?;
@@ -84,33 +85,82 @@ impl Config {
             }
             None => Raw::default(),
         };
-        raw.apply_cli(cli);
+        raw.update_from_arg_matches(given)
+            .context("reading the command line")?;
         raw.resolve(fd_limit)
     }
-}
 
-impl Config {
     /// Parses and validates a config file's text alone (the fuzz target's entry point).
     pub fn from_toml(text: &str, fd_limit: usize) -> Result<Config> {
         Raw::parse(text)?.resolve(fd_limit)
     }
 }
 
-/// Settings as written, before defaults and validation.
-#[derive(Default, Clone)]
-struct Raw {
+/// Settings as written in the config file or on the command line, before defaults and checks;
+/// `None` where not given. Each field is a key of the file and, with dashes for underscores,
+/// an option of the command line (flattened into `Cli`); its doc comment is the option's help.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    /// TCP address to listen on, e.g. 0.0.0.0:5140 or [::1]:5140; repeatable [default: 127.0.0.1:5140]
+    #[arg(short = 'l', long, value_name = "ADDR")]
     listen: Option<Vec<String>>,
+
+    /// UDP address to take datagrams on (each holds one or more lines), e.g. 0.0.0.0:514;
+    /// repeatable [default: none]
+    #[arg(short = 'u', long, value_name = "ADDR")]
     listen_udp: Option<Vec<String>>,
+
+    /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
+    /// `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]
+    #[arg(short = 'o', long, value_name = "TARGET")]
     output: Option<String>,
+
+    /// Record format: `default` (time, peer, escaped line), `raw` (bytes as received) or `json`
+    #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
+
+    /// Longest line recorded as one record; longer lines are recorded in pieces of this size.
+    /// Accepts a K, M suffix (KiB, MiB) [default: 64K]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(default, deserialize_with = "size_text")]
     max_line: Option<String>,
+
+    /// Stay in the foreground and log diagnostics to stderr (use this under systemd)
+    // A flag that takes no value on the command line. Not clap's `SetTrue`: that one is
+    // always present (false when left out), so it would override the file's `true`.
+    #[arg(short = 'f', long, num_args = 0, default_missing_value = "true")]
     foreground: Option<bool>,
+
+    /// Write the daemon's pid to this file once it is ready; removed at exit
+    #[arg(short = 'p', long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
+
+    /// Switch to this user after binding the listeners and opening the output
+    #[arg(long, value_name = "USER")]
     user: Option<String>,
+
+    /// Switch to this group after binding the listeners and opening the output
+    /// [default: the user's primary group]
+    #[arg(long, value_name = "GROUP")]
     group: Option<String>,
+
+    /// Syslog facility of recorded lines when the output is syslog [default: user]
+    #[arg(long, value_name = "NAME")]
     syslog_facility: Option<String>,
+
+    /// Most client connections open at once; at the cap new clients wait in the kernel's
+    /// backlog [default: derived from the open-file limit]
+    #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+
+    /// Listen backlog: connections the kernel queues before logsinkd accepts them [default: 1024]
+    #[arg(long, value_name = "N")]
     backlog: Option<u32>,
+
+    /// Close a connection that sent nothing for this many seconds (its partial line is recorded);
+    /// 0 turns it off; at most 31536000 (a year) [default: 0]
+    #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
 }
 
@@ -125,59 +175,30 @@ impl Raw {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| anyhow!("{}", e.to_string().trim_end()))?;
-        let mut raw = Raw::default();
-        for (key, value) in table {
-            let value = value.clone();
-            match key.as_str() {
-                "listen" => raw.listen = Some(value_as::<Vec<String>>(&key, value)?),
-                "listen_udp" => raw.listen_udp = Some(value_as::<Vec<String>>(&key, value)?),
-                "output" => raw.output = Some(value_as(&key, value)?),
-                "format" => raw.format = Some(value_as(&key, value)?),
-                "max_line" => {
-                    raw.max_line = Some(match value {
-                        toml::Value::Integer(n) => n.to_string(),
-                        v => value_as(&key, v)?,
-                    })
-                }
-                "foreground" => raw.foreground = Some(value_as(&key, value)?),
-                "pid_file" => raw.pid_file = Some(value_as(&key, value)?),
-                "user" => raw.user = Some(value_as(&key, value)?),
-                "group" => raw.group = Some(value_as(&key, value)?),
-                "syslog_facility" => raw.syslog_facility = Some(value_as(&key, value)?),
-                "max_connections" => raw.max_connections = Some(value_as(&key, value)?),
-                "backlog" => raw.backlog = Some(value_as(&key, value)?),
-                "idle_timeout" => raw.idle_timeout = Some(value_as(&key, value)?),
-                _ => bail!("unknown key `{key}` (known keys: {})", KEYS.join(", ")),
+        // Each key on its own first: serde's error for the whole table would not say which
+        // key it is about.
+        let keys = Raw::keys();
+        for (key, value) in &table {
+            if !keys.contains(key) {
+                bail!("unknown key `{key}` (known keys: {})", keys.join(", "));
             }
+            let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
+            toml::Value::Table(alone)
+                .try_into::<Raw>()
+                .map_err(|e| anyhow!("key `{key}`: {} (found {value})", e.message().trim_end()))?;
         }
-        Ok(raw)
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("{}", e.message().trim_end()))
     }
 
-    fn apply_cli(&mut self, cli: &Cli) {
-        if !cli.listen.is_empty() {
-            self.listen = Some(cli.listen.clone());
-        }
-        if !cli.listen_udp.is_empty() {
-            self.listen_udp = Some(cli.listen_udp.clone());
-        }
-        fn set<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
-            if v.is_some() {
-                *slot = v.clone();
-            }
-        }
-        set(&mut self.output, &cli.output);
-        set(&mut self.format, &cli.format);
-        set(&mut self.max_line, &cli.max_line);
-        set(&mut self.pid_file, &cli.pid_file);
-        set(&mut self.user, &cli.user);
-        set(&mut self.group, &cli.group);
-        set(&mut self.syslog_facility, &cli.syslog_facility);
-        set(&mut self.max_connections, &cli.max_connections);
-        set(&mut self.backlog, &cli.backlog);
-        set(&mut self.idle_timeout, &cli.idle_timeout);
-        if cli.foreground {
-            self.foreground = Some(true);
-        }
+    /// The file's keys, in their order in `Raw`: the ids clap derives from the field names,
+    /// which are also serde's (a unit test holds them equal).
+    fn keys() -> Vec<String> {
+        Raw::augment_args(clap::Command::new("keys"))
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect()
     }
 
     fn resolve(self, fd_limit: usize) -> Result<Config> {
@@ -274,11 +295,26 @@ fn addresses(key: &str, list: &[String]) -> Result<Vec<SocketAddr>> {
         .collect()
 }
 
-fn value_as<T: DeserializeOwned>(key: &str, value: toml::Value) -> Result<T> {
-    let shown = value.to_string();
-    value.try_into().map_err(|e: toml::de::Error| {
-        anyhow!("key `{key}`: {} (found {shown})", e.message().trim_end())
-    })
+/// `max_line` in the file: an integer (bytes) or a string with a suffix (`"64K"`), kept as
+/// text like the command line's `--max-line 64K`, for `parse_size` to check.
+fn size_text<'de, D: Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
+    struct SizeText;
+    impl serde::de::Visitor<'_> for SizeText {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number of bytes or a string such as \"64K\"")
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_str<E>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_owned())
+        }
+    }
+    value.deserialize_any(SizeText).map(Some)
 }
 
 /// `65536`, `64K`, `64k`, `1M`, `64KiB`.
@@ -297,37 +333,29 @@ fn parse_size(text: &str) -> Option<usize> {
     number.parse::<usize>().ok()?.checked_mul(unit)
 }
 
+/// A value as the text it reads back from (`Target` and `Format` parse what they display).
+fn as_text<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn path_as_text<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => s.collect_str(&path.display()),
+        None => s.serialize_none(),
+    }
+}
+
+fn seconds<S: Serializer>(timeout: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(timeout.map_or(0, |d| d.as_secs()))
+}
+
 /// The effective configuration as a TOML file, for `--check-config`.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
-        let list = |addrs: &[SocketAddr]| {
-            let quoted: Vec<String> = addrs.iter().map(|a| q(&a.to_string())).collect();
-            quoted.join(", ")
-        };
-        writeln!(f, "listen = [{}]", list(&self.listen))?;
-        writeln!(f, "listen_udp = [{}]", list(&self.listen_udp))?;
-        writeln!(f, "output = {}", q(&self.output.to_string()))?;
-        writeln!(f, "format = {}", q(&self.format.to_string()))?;
-        writeln!(f, "max_line = {}", self.max_line)?;
-        writeln!(f, "foreground = {}", self.foreground)?;
-        if let Some(p) = &self.pid_file {
-            writeln!(f, "pid_file = {}", q(&p.display().to_string()))?;
-        }
-        if let Some(u) = &self.user {
-            writeln!(f, "user = {}", q(u))?;
-        }
-        if let Some(g) = &self.group {
-            writeln!(f, "group = {}", q(g))?;
-        }
-        writeln!(f, "syslog_facility = {}", q(&self.syslog_facility))?;
-        writeln!(f, "max_connections = {}", self.max_connections)?;
-        writeln!(f, "backlog = {}", self.backlog)?;
-        writeln!(
-            f,
-            "idle_timeout = {}",
-            self.idle_timeout.map_or(0, |d| d.as_secs())
-        )
+        // Cannot fail: every field is a string, a number, a bool or a list of strings, and
+        // absent ones (`None`) are left out.
+        let text = toml::to_string(self).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
     }
 }
 
@@ -399,6 +427,55 @@ mod tests {
         );
     }
 
+    /// The key list that names unknown keys (clap's ids) is the one serde accepts.
+    #[test]
+    fn keys_are_serde_fields() {
+        let keys = Raw::keys();
+        assert_eq!(keys.len(), 13, "{keys:?}");
+        for key in &keys {
+            let err = format!("{:#}", load(&format!("{key} = {{}}")).unwrap_err());
+            assert!(
+                err.starts_with(&format!("key `{key}`: invalid type")),
+                "{err}"
+            );
+        }
+    }
+
+    /// Options given on the command line win over the file's keys; the file's other keys stay,
+    /// `--foreground` included (a flag left out does not turn the file's `true` off).
+    #[test]
+    fn command_line_overrides_only_what_it_gives() {
+        use clap::CommandFactory;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "format = \"json\"\nforeground = true\nlisten = [\"127.0.0.1:1\"]\nmax_line = 100\n",
+        )
+        .unwrap();
+        let load_with = |args: &[&str]| {
+            let given = Cli::command()
+                .try_get_matches_from(
+                    ["logsinkd", "-c", file.to_str().unwrap()]
+                        .iter()
+                        .chain(args),
+                )
+                .unwrap();
+            let cli = Cli::from_arg_matches(&given).unwrap();
+            Config::load(&cli, &given, 1024).unwrap()
+        };
+        let c = load_with(&["--format", "raw", "-l", "[::1]:2", "-l", "[::1]:3"]);
+        assert_eq!(c.format, Format::Raw);
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.foreground);
+        assert_eq!(c.max_line, 100);
+        let c = load_with(&["-f", "--max-line", "2K"]);
+        assert_eq!(c.format, Format::Json);
+        assert_eq!(c.listen, vec!["127.0.0.1:1".parse().unwrap()]);
+        assert!(c.foreground);
+        assert_eq!(c.max_line, 2048);
+    }
+
     /// The printed configuration reads back to the same settings.
     #[test]
     fn display_round_trips() {
@@ -406,5 +483,11 @@ mod tests {
             .unwrap();
         let again = load(&c.to_string()).unwrap();
         assert_eq!(again.to_string(), c.to_string());
+        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\noutput = \"syslog+tcp://127.0.0.1:514\"\n\
+                   format = \"json\"\nmax_line = 1048576\nforeground = true\n\
+                   pid_file = \"/run/x.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
+                   syslog_facility = \"local3\"\nmax_connections = 10\nbacklog = 5\n\
+                   idle_timeout = 30\n";
+        assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
     }
 }

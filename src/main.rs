@@ -4,10 +4,10 @@
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 
 use logsinkd::config::Config;
 use logsinkd::daemon::{self, Readiness};
@@ -20,9 +20,12 @@ use logsinkd::{cli, listen};
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let (cli, given) = cli::Cli::parse_with_matches();
+    if cli.man {
+        return print_man_page();
+    }
     let fd_limit = raise_fd_limit();
-    let config = match Config::load(&cli, fd_limit) {
+    let config = match Config::load(&cli, &given, fd_limit) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("logsinkd: error: {e:#}");
@@ -142,6 +145,17 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--man`: the roff source of logsinkd(8) on stdout, for packaging.
+fn print_man_page() -> ExitCode {
+    match cli::man_page().and_then(|page| std::io::stdout().write_all(&page)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logsinkd: error: writing the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Raises the soft open-file limit to the hard one (as systemd advises daemons that do not
