@@ -1,6 +1,8 @@
 //! The Debian package: `cargo deb` builds it, `dpkg -c` lists what it should, and `dpkg -i` on
 //! a booted machine runs its maintainer scripts for real: logsinkd.service enabled and started,
 //! logsinkd.socket shipped but left alone; `dpkg --purge` stops the service and removes it all.
+//! The man page it ships is the one `logsinkd --man` generates, and the units' `Documentation=`
+//! finds it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,34 @@ fn build_deb(dir: &Path) -> PathBuf {
         describe(&out)
     );
     deb
+}
+
+/// The .deb's logsinkd.8.gz unpacks to what `logsinkd --man` prints: packaging took the page
+/// generated from this very command line definition.
+fn assert_man_page_is_generated(deb: &Path, dir: &Path) {
+    let unpacked = dir.join("unpacked");
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let page = Command::new("gzip")
+        .arg("-dc")
+        .arg(unpacked.join("usr/share/man/man8/logsinkd.8.gz"))
+        .output()
+        .unwrap();
+    assert!(page.status.success(), "{}", describe(&page));
+    let generated = Command::new(crate::util::BIN)
+        .arg("--man")
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", describe(&generated));
+    assert!(
+        page.stdout == generated.stdout,
+        "the packaged man page is not the generated one"
+    );
 }
 
 fn cargo_deb_missing() -> bool {
@@ -96,6 +126,7 @@ fn deb_lists_its_files_and_installs_as_a_running_service() {
     let mut listed: Vec<&str> = conffiles.lines().map(str::trim).collect();
     listed.sort_unstable();
     assert_eq!(listed, CONFFILES);
+    assert_man_page_is_generated(&deb, dir.path());
 
     if let Some(why) = machine::unavailable() {
         crate::util::skip(&format!("the installation part: {why}"));
@@ -124,6 +155,16 @@ fn deb_lists_its_files_and_installs_as_a_running_service() {
             .ok("man", &["-w", "logsinkd"])
             .trim()
             .ends_with("/man8/logsinkd.8.gz")
+    );
+    // Documentation=man:logsinkd(8) is checked against the installed pages.
+    let verify = machine.run(
+        "systemd-analyze",
+        &["verify", "logsinkd.service", "logsinkd.socket"],
+    );
+    assert!(
+        verify.status.success() && verify.stdout.is_empty() && verify.stderr.is_empty(),
+        "systemd-analyze verify of the installed package:\n{}",
+        describe(&verify)
     );
 
     machine.ok("dpkg", &["--purge", "logsinkd"]);
