@@ -248,8 +248,8 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Test helpers shared by the framer's and the recorder's property tests.
-/// Helpers for the property tests and the fuzz targets (built with `--cfg fuzzing`).
+/// Helpers shared by the framer's and the recorder's property tests and the fuzz targets
+/// (built with `--cfg fuzzing`).
 #[cfg(any(test, fuzzing))]
 pub mod testing {
     #[cfg(test)]
