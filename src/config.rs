@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 
 use crate::cli::Cli;
-use crate::record::Format;
+use crate::format::Format;
 use crate::sink::Target;
 
 /// Default listen address: loopback only, so a first start exposes nothing.

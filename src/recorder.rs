@@ -11,8 +11,8 @@
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 
+use crate::clock::Clock;
 use crate::framing::{LineBuffer, Piece};
-use crate::record::Clock;
 use crate::sink::Sink;
 use crate::stats::Stats;
 
@@ -134,8 +134,8 @@ fn recv_appending(fd: RawFd, out: &mut Vec<u8>, max: usize) -> io::Result<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Format;
     use crate::framing::testing::{split_at, stream};
-    use crate::record::Format;
     use crate::sink::Target;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
