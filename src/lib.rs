@@ -16,5 +16,6 @@ pub mod listen;
 pub mod notify;
 pub mod output_health;
 pub mod recorder;
+mod simd;
 pub mod sink;
 pub mod stats;
