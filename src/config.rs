@@ -23,7 +23,7 @@ use clap::{ArgMatches, Args, FromArgMatches};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::Cli;
-use crate::record::Format;
+use crate::format::Format;
 use crate::sink::Target;
 
 /// Default listen address: loopback only, so a first start exposes nothing.

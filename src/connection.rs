@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use crate::line_buffer::LineBuffer;
+use crate::framing::LineBuffer;
 use crate::recorder::Recorder;
 
 pub struct Connection {

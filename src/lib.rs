@@ -1,19 +1,47 @@
 //! logsinkd as a library: everything but start-up (`main.rs`) lives here, so the fuzz targets,
 //! property tests and benchmarks exercise the very code the daemon runs.
+//!
+//! # Layout
+//!
+//! The modules in the order a received line passes through them:
+//!
+//! - `listen`: the listening sockets, bound or adopted from systemd socket activation.
+//! - `event_loop`: one poll over listeners, connections, UDP sockets and signals; the drain.
+//! - `connection`: one client: its socket, its peer as written in records, its unfinished line.
+//! - `idle`: the idle timers, one per open connection.
+//! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
+//! - `framing`: the byte stream into lines (`LineBuffer`), long lines into `max_line` pieces.
+//! - `clock`: the receipt time every record starts with.
+//! - `format`: a line into a record (`default`, `raw`, `json`), and the escaping.
+//! - `simd`: the vector scans and copies under `framing` and `format`; all CPU-specific code.
+//! - `sink`: where records go: a file, or syslog.
+//! - `output_health`: writing batches out; failure episodes, retry and back-off.
+//!
+//! Around that path:
+//!
+//! - `cli`: the command line (also the source of the man page).
+//! - `config`: defaults, the TOML file and the command line merged and checked.
+//! - `daemon`: classic daemon mode, the pid file, dropping privileges.
+//! - `notify`: telling systemd (sd_notify): ready, status, reload, watchdog.
+//! - `diag`: the daemon's own messages, to stderr, the journal or syslog.
+//! - `stats`: the counters.
+//!
 //! README's "Where things live" maps each concept to its file.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod diag;
 pub mod event_loop;
+pub mod format;
+pub mod framing;
 pub mod idle;
-pub mod line_buffer;
 pub mod listen;
 pub mod notify;
 pub mod output_health;
-pub mod record;
 pub mod recorder;
+mod simd;
 pub mod sink;
 pub mod stats;

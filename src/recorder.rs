@@ -1,5 +1,5 @@
 //! The path from received bytes to the output: read them from the client's socket, frame them
-//! into lines (`line_buffer.rs`), stamp each with the receipt time and the peer, and queue the
+//! into lines (`framing.rs`), stamp each with the receipt time and the peer, and queue the
 //! records in the sink.
 //!
 //! Raw format to a file skips a copy: records are the bytes as received, so a read lands
@@ -11,8 +11,8 @@
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::line_buffer::{LineBuffer, Piece};
-use crate::record::Clock;
+use crate::clock::Clock;
+use crate::framing::{LineBuffer, Piece};
 use crate::sink::Sink;
 use crate::stats::Stats;
 
@@ -134,8 +134,8 @@ fn recv_appending(fd: RawFd, out: &mut Vec<u8>, max: usize) -> io::Result<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::line_buffer::testing::{split_at, stream};
-    use crate::record::Format;
+    use crate::format::Format;
+    use crate::framing::testing::{split_at, stream};
     use crate::sink::Target;
     use std::io::Write;
     use std::os::unix::net::UnixStream;

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logsinkd::line_buffer::testing::split_at;
-use logsinkd::line_buffer::{LineBuffer, Piece};
+use logsinkd::framing::testing::split_at;
+use logsinkd::framing::{LineBuffer, Piece};
 
 fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();

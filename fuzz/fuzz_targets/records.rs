@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logsinkd::record::{Format, write_record, write_records};
+use logsinkd::format::{Format, write_record, write_records};
 
 fuzz_target!(|input: &[u8]| {
     // First byte: how long the peer text is; the rest: the lines (CRs removed, as the framer

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::diag::info;
-use crate::record::{Format, write_record, write_records};
+use crate::format::{Format, write_record, write_records};
 
 /// Initial buffer size: large enough that a busy daemon writes in big blocks.
 const BUF_CAPACITY: usize = 1 << 20;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::record::Format;
+use crate::format::Format;
 pub use file::{FileSink, Owner, chown_to, open_regular};
 pub use syslog::SyslogSink;
 pub(crate) use syslog::{UnixConn, connect_local};

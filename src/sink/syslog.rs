@@ -29,7 +29,7 @@ use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 use super::{SinkError, SyslogAddr};
 use crate::diag::{error, info, warning};
-use crate::record::escape_into;
+use crate::format::escape_into;
 
 /// Longest message text sent in one message. rsyslog's default `maxMessageSize` is 8 KiB
 /// including the header and it truncates what is longer, so longer lines go as several

@@ -17,7 +17,8 @@
 //! stays valid whatever the bytes.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::simd::{self, CopyScan, first_special};
 
 /// The record formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,39 +101,44 @@ pub fn write_records(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8]
     prefix[time.len() + 1..len - 1].copy_from_slice(peer);
     prefix[len - 1] = b' ';
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if simd::has_avx2() {
         // SAFETY: the CPU was just found to support AVX2.
         return unsafe { write_default_avx2(out, &prefix, len, lines) };
     }
-    // SAFETY: `write_default` passes pointers valid for the 16 bytes.
-    write_default::<CHUNK>(out, &prefix, len, lines, |from, to| unsafe {
-        copy_chunk(from, to)
-    });
+    // SAFETY: `Baseline` runs on any CPU.
+    unsafe { write_default::<simd::Baseline>(out, &prefix, len, lines) };
 }
 
 /// Room for the `time peer ` prefix of a `default` record: 27 + 1 + up to 58 + 1 bytes (the
 /// longest peer is an IPv6 address with a zone index).
 const PREFIX_ROOM: usize = 96;
 
+/// `write_default` with `Avx2` steps, built for AVX2 so that they inline into its loop.
+///
+/// # Safety
+/// The CPU must have AVX2 (`simd::has_avx2`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn write_default_avx2(out: &mut Vec<u8>, prefix: &[u8; PREFIX_ROOM], len: usize, lines: &[u8]) {
-    // SAFETY: `write_default` passes pointers valid for the 32 bytes.
-    write_default::<32>(out, prefix, len, lines, |from, to| unsafe {
-        copy_chunk_avx2(from, to)
-    });
-}
-
-/// `write_records` in `default` format. `prefix[..len]` is the prefix; `copy` copies `N`
-/// bytes and returns the `special_mask` of them; it is only ever given a pointer readable and
-/// a pointer writable for `N` bytes.
-#[inline(always)]
-fn write_default<const N: usize>(
+unsafe fn write_default_avx2(
     out: &mut Vec<u8>,
     prefix: &[u8; PREFIX_ROOM],
     len: usize,
     lines: &[u8],
-    copy: impl Fn(*const u8, *mut u8) -> u32,
+) {
+    // SAFETY: the caller promises AVX2, all that `Avx2` needs.
+    unsafe { write_default::<simd::Avx2>(out, prefix, len, lines) };
+}
+
+/// `write_records` in `default` format, `C::LEN` bytes a step. `prefix[..len]` is the prefix.
+///
+/// # Safety
+/// The CPU must have what `C` needs (see `CopyScan::copy_scan`).
+#[inline(always)]
+unsafe fn write_default<C: CopyScan>(
+    out: &mut Vec<u8>,
+    prefix: &[u8; PREFIX_ROOM],
+    len: usize,
+    lines: &[u8],
 ) {
     let mut start = 0;
     while start < lines.len() {
@@ -144,20 +150,22 @@ fn write_default<const N: usize>(
         let mut i = 0;
         let mut plain = None;
         // SAFETY: `base + PREFIX_ROOM + rest.len()` bytes are allocated (reserved above). The
-        // prefix store writes `PREFIX_ROOM` bytes at `base`; chunk `i` reads `rest[i..i + N]`
-        // (in bounds by the loop condition) and writes at `base + len + i`, below
-        // `base + len + rest.len()`.
+        // prefix store writes `PREFIX_ROOM` bytes at `base`; step `i` reads `rest[i..i + LEN]`
+        // (in bounds by the loop condition) and writes as many at `base + len + i`, below
+        // `base + len + rest.len()`, into spare capacity that `rest` does not overlap; the
+        // CPU has what `C` needs, as the caller promises. The mask's bits are below `LEN`
+        // (`CopyScan`), so `plain` lies in the bytes just stored.
         let line = unsafe {
             let dst = out.as_mut_ptr().add(base);
             std::ptr::copy_nonoverlapping(prefix.as_ptr(), dst, PREFIX_ROOM);
             let line = dst.add(len);
-            while i + N <= rest.len() {
-                let mask = copy(rest.as_ptr().add(i), line.add(i));
+            while i + C::LEN <= rest.len() {
+                let mask = C::copy_scan(rest.as_ptr().add(i), line.add(i));
                 if mask != 0 {
                     plain = Some(i + mask.trailing_zeros() as usize);
                     break;
                 }
-                i += N;
+                i += C::LEN;
             }
             line
         };
@@ -188,108 +196,6 @@ fn write_default<const N: usize>(
         };
         start += end + 1;
     }
-}
-
-/// Copies 16 bytes and returns their `special_mask`.
-///
-/// # Safety
-/// `from` must be readable and `to` writable for 16 bytes.
-#[inline(always)]
-unsafe fn copy_chunk(from: *const u8, to: *mut u8) -> u32 {
-    // SAFETY: as the caller promises.
-    unsafe {
-        std::ptr::copy_nonoverlapping(from, to, CHUNK);
-        special_mask(&*from.cast::<[u8; CHUNK]>())
-    }
-}
-
-/// `copy_chunk` for 32 bytes, with AVX2.
-///
-/// # Safety
-/// `from` must be readable and `to` writable for 32 bytes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn copy_chunk_avx2(from: *const u8, to: *mut u8) -> u32 {
-    use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8, _mm256_storeu_si256,
-    };
-    // SAFETY: as the caller promises; unaligned loads and stores need no alignment.
-    let v = unsafe { _mm256_loadu_si256(from.cast::<__m256i>()) };
-    unsafe { _mm256_storeu_si256(to.cast::<__m256i>(), v) };
-    // As signed bytes, controls and every byte from 0x80 are below 0x20.
-    let low = _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v);
-    let del = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(0x7f));
-    let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
-    _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(low, del), backslash)) as u32
-}
-
-/// True for printable ASCII other than `\`: the bytes `first_special` passes over.
-#[inline]
-fn is_printable(b: u8) -> bool {
-    b.wrapping_sub(b' ') <= b'~' - b' ' && b != b'\\'
-}
-
-/// Bytes checked at once by `first_special`: one SSE2/NEON register.
-const CHUNK: usize = 16;
-
-/// Index of the first byte of `s` that is not printable ASCII or is a backslash (LF, tab and
-/// other controls, DEL, bytes of UTF-8 characters, `\`), or `s.len()`. Records are mostly
-/// printable ASCII, so this scan is the per-byte cost of the default format: on x86-64 it
-/// checks 16 bytes with a few SSE2 instructions (part of the x86-64 baseline).
-#[inline]
-fn first_special(s: &[u8]) -> usize {
-    let mut i = 0;
-    while let Some(chunk) = s.get(i..i + CHUNK) {
-        let mask = special_mask(chunk.try_into().expect("CHUNK bytes"));
-        if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
-        }
-        i += CHUNK;
-    }
-    i + s[i..].iter().take_while(|&&b| is_printable(b)).count()
-}
-
-/// Bit `i` set if byte `i` of the chunk is not printable ASCII or is a backslash.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn special_mask(chunk: &[u8; CHUNK]) -> u32 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-    // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it; `chunk` is 16
-    // readable bytes, and the load has no alignment requirement.
-    unsafe {
-        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        // As signed bytes, controls and every byte from 0x80 are below 0x20.
-        let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
-        let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(low, del), backslash)) as u32
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-use special_mask_portable as special_mask;
-
-/// `special_mask` for any CPU (on x86-64 only checked against the SSE2 one, in the tests).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-#[inline]
-fn special_mask_portable(chunk: &[u8; CHUNK]) -> u32 {
-    // Without early exit, so that the compiler can turn the test into vector compares.
-    let mut any = false;
-    for &b in chunk {
-        any |= !is_printable(b);
-    }
-    if !any {
-        return 0;
-    }
-    chunk
-        .iter()
-        .enumerate()
-        .fold(0, |mask, (i, &b)| mask | (u32::from(!is_printable(b)) << i))
 }
 
 /// Length of the longest prefix of `s` made of plain bytes (printable ASCII but `\`, and tab).
@@ -399,52 +305,6 @@ fn json_quote_in_place(out: &mut Vec<u8>, start: usize) {
             b'\t' => out.extend_from_slice(b"\\t"),
             _ => out.push(b),
         }
-    }
-}
-
-/// The receipt time as RFC 3339 UTC text with microseconds, formatted once per second by the
-/// `time` crate and patched for the microseconds in between.
-pub struct Clock {
-    second: i64,
-    text: [u8; 27],
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock {
-            second: i64::MIN,
-            text: [b'0'; 27],
-        }
-    }
-}
-
-impl Clock {
-    /// The current time, as `2026-11-23T21:05:01.123456Z`.
-    pub fn now(&mut self) -> &[u8] {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.at(since.as_secs() as i64, since.subsec_micros())
-    }
-
-    fn at(&mut self, second: i64, micros: u32) -> &[u8] {
-        if second != self.second {
-            let t = time::OffsetDateTime::from_unix_timestamp(second)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let fmt =
-                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-            let date = t.format(&fmt).unwrap_or_default();
-            self.text[..19].copy_from_slice(&date.as_bytes()[..19]);
-            self.text[19] = b'.';
-            self.text[26] = b'Z';
-            self.second = second;
-        }
-        let mut m = micros;
-        for i in (20..26).rev() {
-            self.text[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-        }
-        &self.text
     }
 }
 
@@ -568,34 +428,14 @@ mod tests {
             let mut prefix = [0u8; PREFIX_ROOM];
             prefix[..len].copy_from_slice(&[time, b" ", peer, b" "].concat());
             let mut narrow = Vec::new();
-            // SAFETY: `write_default` passes pointers valid for the 16 bytes.
-            write_default::<CHUNK>(&mut narrow, &prefix, len, run, |from, to| unsafe {
-                copy_chunk(from, to)
-            });
+            // SAFETY: `Baseline` runs on any CPU.
+            unsafe { write_default::<simd::Baseline>(&mut narrow, &prefix, len, run) };
             assert_eq!(narrow, all, "16-byte path");
         }
         (
             String::from_utf8_lossy(&all).into_owned(),
             String::from_utf8_lossy(&one).into_owned(),
         )
-    }
-
-    /// The vector scan flags exactly the bytes the portable one does, at every position.
-    #[test]
-    fn special_mask_portable_agrees() {
-        for b in 0..=255u8 {
-            for pos in 0..CHUNK {
-                let mut chunk = [b'a'; CHUNK];
-                chunk[pos] = b;
-                assert_eq!(
-                    special_mask(&chunk),
-                    special_mask_portable(&chunk),
-                    "{b:#x}@{pos}"
-                );
-                let expected = if is_printable(b) { 0 } else { 1 << pos };
-                assert_eq!(special_mask(&chunk), expected, "{b:#x}@{pos}");
-            }
-        }
     }
 
     /// Records of a run of lines are exactly the records of its lines one by one.
@@ -674,14 +514,5 @@ mod tests {
              {\"time\":\"2026-11-23T21:05:01.123456Z\",\"peer\":\"192.0.2.7:51234\",\
              \"line\":\"a\\\"b\\\\\\\\c\\td\\\\xff\"}\n"
         );
-    }
-
-    /// The cached clock text is right across second changes.
-    #[test]
-    fn clock_text() {
-        let mut c = Clock::default();
-        assert_eq!(c.at(1_795_467_901, 123_456), b"2026-11-23T21:05:01.123456Z");
-        assert_eq!(c.at(1_795_467_901, 7), b"2026-11-23T21:05:01.000007Z");
-        assert_eq!(c.at(1_795_467_902, 999_999), b"2026-11-23T21:05:02.999999Z");
     }
 }

@@ -6,6 +6,8 @@
 //! pieces of exactly `max_line` bytes, so a connection never holds more than `max_line` bytes,
 //! whatever it sends. The pieces depend only on the bytes, never on how reads split them.
 
+use crate::simd::count_lines_without_cr;
+
 /// The unfinished line of one connection.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
@@ -199,57 +201,12 @@ impl LineBuffer {
     }
 }
 
-/// The number of LFs in `bytes`, or `None` if it holds a CR. One pass over the bytes: on a
-/// busy connection this is the framer's whole per-byte cost in raw format. Built twice, for
-/// the x86-64 baseline (SSE2) and for AVX2, which counts twice as many bytes per instruction
-/// and is used when the CPU has it.
-fn count_lines_without_cr(bytes: &[u8]) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU was just found to support AVX2.
-        return unsafe { count_lines_without_cr_avx2(bytes) };
-    }
-    count_lines_without_cr_portable(bytes)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn count_lines_without_cr_avx2(bytes: &[u8]) -> Option<u64> {
-    count_lines_without_cr_portable(bytes)
-}
-
-/// Written in blocks, without early exit inside one, so the compiler turns it into vector
-/// compares and adds.
-#[inline(always)]
-fn count_lines_without_cr_portable(bytes: &[u8]) -> Option<u64> {
-    // Per-block sums fit in a u8 (at most 128), which keeps the vector lanes narrow.
-    const BLOCK: usize = 128;
-    let mut blocks = bytes.chunks_exact(BLOCK);
-    let mut lines = 0u64;
-    for block in &mut blocks {
-        let (mut lf, mut cr) = (0u8, 0u8);
-        for &b in block {
-            lf += u8::from(b == b'\n');
-            cr |= u8::from(b == b'\r');
-        }
-        if cr != 0 {
-            return None;
-        }
-        lines += u64::from(lf);
-    }
-    let rest = blocks.remainder();
-    if rest.contains(&b'\r') {
-        return None;
-    }
-    Some(lines + rest.iter().filter(|&&b| b == b'\n').count() as u64)
-}
-
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Test helpers shared by the framer's and the recorder's property tests.
-/// Helpers for the property tests and the fuzz targets (built with `--cfg fuzzing`).
+/// Helpers shared by the framer's and the recorder's property tests and the fuzz targets
+/// (built with `--cfg fuzzing`).
 #[cfg(any(test, fuzzing))]
 pub mod testing {
     #[cfg(test)]
@@ -454,17 +411,6 @@ mod tests {
             let got = frame(&chunks, max_line);
             proptest::prop_assert!(got.iter().all(|r| r.len() <= max_line));
             proptest::prop_assert_eq!(got, model(&data, max_line));
-        }
-
-        /// Both builds of the line count agree with the obvious count, across block edges.
-        #[test]
-        fn line_count(
-            data in stream(700),
-        ) {
-            let expected = (!data.contains(&b'\r'))
-                .then(|| data.iter().filter(|&&b| b == b'\n').count() as u64);
-            proptest::prop_assert_eq!(count_lines_without_cr(&data), expected);
-            proptest::prop_assert_eq!(count_lines_without_cr_portable(&data), expected);
         }
 
         /// `push_pieces` gives exactly the records of `push`, whether or not whole reads fit.
