@@ -7,7 +7,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -61,43 +61,18 @@ fn accept(listener: &UnixListener) -> UnixStream {
 
 /// Connects to `path` without blocking until the listener's backlog is full (`EAGAIN`);
 /// returns the connections, which wait unaccepted.
-fn fill_backlog(path: &Path) -> Vec<OwnedFd> {
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in addr
-        .sun_path
-        .iter_mut()
-        .zip(path.as_os_str().as_encoded_bytes())
-    {
-        *dst = src as libc::c_char;
-    }
+fn fill_backlog(path: &Path) -> Vec<socket2::Socket> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let addr = SockAddr::unix(path).unwrap();
     let mut filled = Vec::new();
     loop {
-        // SAFETY: socket(2) and connect(2) with a valid, NUL-terminated sockaddr_un.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: fd was just created and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let rc = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
+        let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None).unwrap();
+        if let Err(e) = socket.connect(&addr) {
             assert_eq!(e.kind(), ErrorKind::WouldBlock, "filling the backlog: {e}");
             assert!(!filled.is_empty(), "the backlog was full already");
             return filled;
         }
-        filled.push(fd);
+        filled.push(socket);
         assert!(filled.len() < 100, "the backlog never fills");
     }
 }
