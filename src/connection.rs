@@ -43,7 +43,12 @@ impl AsFd for Stream {
 }
 
 impl Source for Stream {
-    fn register(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interest),
         }
@@ -109,7 +114,11 @@ pub fn peer_text(addr: SocketAddr) -> String {
 /// Appends `addr` to `peer` as `peer_text` writes it, without a `String` of its own.
 pub fn write_peer(peer: &mut Vec<u8>, addr: SocketAddr) {
     // Writing into a Vec cannot fail.
-    let _ = write!(peer, "{}", SocketAddr::new(addr.ip().to_canonical(), addr.port()));
+    let _ = write!(
+        peer,
+        "{}",
+        SocketAddr::new(addr.ip().to_canonical(), addr.port())
+    );
 }
 
 impl Connection {

@@ -23,7 +23,6 @@
 //! is empty (for at most `DATAGRAM_DRAIN`), all within `SHUTDOWN_READ`; then the output is
 //! written out and synced.
 
-use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
@@ -31,15 +30,14 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
-use slab::Slab;
 
 use crate::accept_gate::{AcceptGate, is_client_side};
-use crate::connection::{Connection, Status, Stream};
+use crate::connection::{Status, Stream};
+use crate::connections::Connections;
 use crate::datagram::{DATAGRAM_BUDGET, DatagramSocket, Datagrams, Received};
 use crate::diag::{error, info, warning};
-use crate::idle::IdleTimers;
 use crate::listen::Listeners;
-use crate::listener::Listener;
+use crate::listener::{Listener, StreamListeners};
 use crate::notify::Notifier;
 use crate::output::{FLUSH_AT, Output};
 use crate::recorder::{Framing, Recorder};
@@ -104,18 +102,14 @@ macro_rules! recorder {
 pub struct Server {
     poll: Poll,
     signals: Signals,
-    /// Stream listeners, each with its name in messages; closed when the drain starts.
-    listeners: Vec<(Listener, String)>,
+    /// Stream listeners; closed when the drain starts.
+    listeners: StreamListeners,
     /// The connection cap and accept-error episodes.
     gate: AcceptGate,
     /// Datagram sockets; their tokens follow the stream listeners'.
     datagrams: Datagrams,
-    conns: Slab<Connection>,
-    /// Connections that may hold unread data, as (slab key, connection id).
-    ready: VecDeque<(usize, u64)>,
-    next_id: u64,
-    /// Idle timers, when `idle_timeout` is set: one per open connection.
-    idle: Option<IdleTimers>,
+    /// Open connections, their ready queue and idle timers.
+    conns: Connections,
     output: Output,
     framing: Framing,
     stats: Stats,
@@ -146,30 +140,21 @@ impl Server {
         let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
             .context("installing signal handlers")?;
         registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let mut streams = Vec::new();
-        for (i, (listener, name)) in listeners.tcp.into_iter().enumerate() {
-            let mut listener = Listener::from(listener);
-            listener
-                .register(registry, Token(FIRST_LISTENER + i))
-                .with_context(|| format!("registering listener {name}"))?;
-            streams.push((listener, name));
-        }
+        // Each kind of socket becomes a `Listener` or a `DatagramSocket`; the loop serves
+        // them all alike.
+        let streams = listeners.tcp.into_iter();
+        let streams = streams.map(|(l, name)| (Listener::from(l), name));
+        let streams = StreamListeners::new(streams.collect(), registry, FIRST_LISTENER)?;
         let sockets = listeners.udp.into_iter();
         let sockets = sockets.map(|(s, name)| (DatagramSocket::from(s), name));
-        let datagrams = Datagrams::new(
-            sockets.collect(),
-            registry,
-            FIRST_LISTENER + streams.len(),
-        )?;
+        let datagrams =
+            Datagrams::new(sockets.collect(), registry, FIRST_LISTENER + streams.len())?;
         Ok(Server {
             listeners: streams,
             gate: AcceptGate::new(settings.max_connections),
             datagrams,
             signals,
-            conns: Slab::new(),
-            ready: VecDeque::new(),
-            next_id: 0,
-            idle: settings.idle_timeout.map(IdleTimers::new),
+            conns: Connections::new(settings.idle_timeout),
             output: Output::new(sink, settings.target, OUTPUT),
             framing: Framing::new(max_line),
             stats: Stats::default(),
@@ -184,10 +169,7 @@ impl Server {
     /// One line per socket, naming the address actually bound (port 0 resolved):
     /// `listening on 127.0.0.1:5140`, `listening on udp 127.0.0.1:5140`.
     pub fn listening(&self) -> Vec<String> {
-        let streams = self.listeners.iter().map(|(l, name)| match l.local_name() {
-            Ok(bound) => format!("listening on {bound}"),
-            Err(_) => format!("listening on {name}"),
-        });
+        let streams = self.listeners.listening();
         streams.chain(self.datagrams.listening()).collect()
     }
 
@@ -216,7 +198,7 @@ impl Server {
                     SIGNALS => self.take_signals(&mut reopen, &mut stop),
                     OUTPUT => self.output.wake(),
                     Token(t) if t < FIRST_CLIENT => self.listener_ready(t - FIRST_LISTENER, now),
-                    token => self.mark_readable(client_key(token)),
+                    token => self.conns.mark_readable(client_key(token)),
                 }
             }
             self.run_timers(now);
@@ -239,14 +221,14 @@ impl Server {
     /// How long `poll` may wait: not at all while sockets have unread data (unless the
     /// output is full), else until the earliest timer.
     fn poll_timeout(&self, now: Instant, notify_at: Option<Instant>) -> Option<Duration> {
-        let unread = !self.ready.is_empty() || self.datagrams.unread();
+        let unread = self.conns.any_ready() || self.datagrams.unread();
         if unread && !self.output.full() {
             return Some(Duration::ZERO);
         }
         [
             self.gate.paused_until(),
             self.output.retry_at(),
-            self.idle.as_ref().and_then(IdleTimers::next),
+            self.conns.next_idle(),
             self.datagrams.drain_deadline(),
             self.draining_since.map(|since| since + SHUTDOWN_READ),
             notify_at,
@@ -286,7 +268,7 @@ impl Server {
     /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
     fn accept_all(&mut self, index: usize, now: Instant) {
         while self.gate.may_accept(self.conns.len()) {
-            let (listener, name) = &self.listeners[index];
+            let (listener, name) = self.listeners.get(index);
             match listener.accept() {
                 Ok((stream, peer)) => self.add_connection(stream, peer, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -313,39 +295,15 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, mut stream: Stream, peer: Box<[u8]>, now: Instant) {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+    fn add_connection(&mut self, stream: Stream, peer: Box<[u8]>, now: Instant) {
         let registry = self.poll.registry();
-        if let Err(e) = registry.register(&mut stream, client_token(key), Interest::READABLE) {
+        if let Err(e) = self.conns.add(stream, peer, registry, client_token, now) {
             self.stats.errors += 1;
-            error!(
-                "registering connection from {}: {e}",
-                String::from_utf8_lossy(&peer)
-            );
+            error!("{e}");
             return;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now));
-        // Data may have arrived before registration: give it a first read right away.
-        self.ready.push_back((key, id));
-        if let Some(idle) = &mut self.idle {
-            idle.arm(key, &mut conn.idle_at, now);
         }
         self.stats.connections += 1;
         self.stats.open = self.conns.len();
-    }
-
-    fn mark_readable(&mut self, key: usize) {
-        // Events can be stale: the connection may be gone and its key reused. A spurious
-        // read costs one WouldBlock.
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.readable {
-                conn.readable = true;
-                self.ready.push_back((key, conn.id));
-            }
-        }
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -376,7 +334,10 @@ impl Server {
                 if !self.room_to_read(now) {
                     return;
                 }
-                match self.datagrams.recv(index, &mut self.read_buf, &mut self.sender) {
+                match self
+                    .datagrams
+                    .recv(index, &mut self.read_buf, &mut self.sender)
+                {
                     Received::Datagram(n) => {
                         recorder!(self).record_datagram(&self.sender, &self.read_buf[..n]);
                     }
@@ -392,19 +353,14 @@ impl Server {
 
     /// Gives each connection on the ready queue one turn.
     fn read_ready(&mut self, now: Instant) {
-        for _ in 0..self.ready.len() {
+        for _ in 0..self.conns.ready_len() {
             if !self.room_to_read(now) {
                 return;
             }
-            let Some((key, id)) = self.ready.pop_front() else {
-                return;
-            };
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.id == id && c.readable)
-            {
-                self.turn(key, id, now);
+            match self.conns.pop_ready() {
+                Some(Some(key)) => self.turn(key, now),
+                Some(None) => {} // closed since it was queued
+                None => return,
             }
         }
     }
@@ -412,16 +368,16 @@ impl Server {
     /// One connection's turn: up to READ_BUDGET reads. The batch is written out whenever it
     /// reaches its limit (`Output::batch_limit`) and the same connection goes on, as long as
     /// the output takes data.
-    fn turn(&mut self, key: usize, id: u64, now: Instant) {
+    fn turn(&mut self, key: usize, now: Instant) {
         let mut budget = READ_BUDGET;
         loop {
             let limit = self.output.batch_limit();
-            let conn = &mut self.conns[key];
+            let conn = self.conns.get_mut(key);
             let mut recorder = recorder!(self);
             match conn.read_available(&mut self.read_buf, &mut budget, limit, &mut recorder, now) {
                 Status::Drained => return,
                 Status::Full if budget > 0 && self.room_to_read(now) => {}
-                Status::Full | Status::More => return self.ready.push_back((key, id)),
+                Status::Full | Status::More => return self.conns.requeue(key),
                 Status::Closed(err) => {
                     if err.is_some() {
                         // Resets are routine (a client crashed); counted, not logged each.
@@ -433,12 +389,9 @@ impl Server {
         }
     }
 
+    /// Closes connection `key` (its partial line already recorded).
     fn close(&mut self, key: usize, now: Instant) {
-        // Dropping the stream closes it, which also removes it from epoll.
-        let mut conn = self.conns.remove(key);
-        if let Some(idle) = &mut self.idle {
-            idle.disarm(key, &mut conn.idle_at);
-        }
+        drop(self.conns.remove(key));
         self.stats.open = self.conns.len();
         if self.gate.on_close() {
             self.accept_everywhere(now);
@@ -449,28 +402,16 @@ impl Server {
     /// lines. Data waiting in a socket is never dropped this way: while the output is full
     /// logsinkd reads nothing, and a client whose data waits unread is not idle.
     fn close_idle(&mut self, now: Instant) {
-        let Some(idle) = &mut self.idle else {
-            return;
-        };
-        let mut silent = Vec::new();
-        while let Some(key) = idle.pop_due(now) {
-            // Every open connection has a timer, removed when it closes.
-            let conn = &mut self.conns[key];
-            let mut slot = conn.idle_at;
-            // Asked of the socket itself: `readable` only says data may be there (a new
-            // connection starts readable), and data may have come since the last poll.
-            let unread = || conn.unread_bytes().is_ok_and(|n| n > 0);
-            let is_idle = idle.expired(key, &mut slot, conn.last_active, now, unread);
-            conn.idle_at = slot;
-            if is_idle {
-                silent.push(key);
-            }
-        }
-        for key in silent {
-            let conn = &mut self.conns[key];
-            recorder!(self).finish(&conn.peer, &mut conn.lines);
+        for key in self.conns.idle_at(now) {
+            self.finish(key);
             self.close(key, now);
         }
+    }
+
+    /// Records the partial line of connection `key`, which ends.
+    fn finish(&mut self, key: usize) {
+        let conn = self.conns.get_mut(key);
+        recorder!(self).finish(&conn.peer, &mut conn.lines);
     }
 
     /// Writes out what is queued (see output.rs); a failed write is an error to count.
@@ -494,15 +435,11 @@ impl Server {
     /// there).
     fn start_drain(&mut self, now: Instant) {
         self.notifier.stopping();
-        // Closed, not just left alone: new clients are refused rather than left waiting.
-        for (mut listener, _) in self.listeners.drain(..) {
-            let _ = listener.deregister(self.poll.registry());
-        }
+        self.listeners.close(self.poll.registry());
         self.draining_since = Some(now);
         self.datagrams.start_drain(now);
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            let conn = &mut self.conns[key];
+        for key in self.conns.keys() {
+            let conn = self.conns.get_mut(key);
             let quota = conn.unread_bytes().unwrap_or_else(|e| {
                 // Cannot happen on a connected socket; read until empty instead.
                 error!(
@@ -512,11 +449,11 @@ impl Server {
                 usize::MAX
             });
             if quota == 0 {
-                recorder!(self).finish(&conn.peer, &mut conn.lines);
+                self.finish(key);
                 self.close(key, now);
             } else {
                 conn.stop_quota = Some(quota);
-                self.mark_readable(key);
+                self.conns.mark_readable(key);
             }
         }
     }
@@ -536,7 +473,7 @@ impl Server {
     /// connections still open, writes it all out and syncs.
     fn shutdown(mut self) -> Summary {
         let mut unread = 0usize;
-        for (_, conn) in &mut self.conns {
+        for conn in self.conns.iter_mut() {
             unread = unread.saturating_add(conn.stop_quota.unwrap_or(0));
             recorder!(self).finish(&conn.peer, &mut conn.lines);
         }

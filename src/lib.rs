@@ -6,6 +6,7 @@ pub mod accept_gate;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod connections;
 pub mod daemon;
 pub mod datagram;
 pub mod diag;

@@ -5,6 +5,8 @@
 
 use std::io;
 
+use anyhow::{Context, Result};
+
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
@@ -33,13 +35,13 @@ impl Listener {
         }
     }
 
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
         }
     }
 
-    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => registry.deregister(l),
         }
@@ -49,5 +51,57 @@ impl Listener {
 impl From<std::net::TcpListener> for Listener {
     fn from(listener: std::net::TcpListener) -> Listener {
         Listener::Tcp(TcpListener::from_std(listener))
+    }
+}
+
+/// The stream listeners, each with its name in messages, under consecutive tokens.
+pub struct StreamListeners {
+    list: Vec<(Listener, String)>,
+}
+
+impl StreamListeners {
+    /// Registers `listeners` (with their names) under consecutive tokens from `first`.
+    pub fn new(
+        listeners: Vec<(Listener, String)>,
+        registry: &Registry,
+        first: usize,
+    ) -> Result<StreamListeners> {
+        let mut list = listeners;
+        for (i, (listener, name)) in list.iter_mut().enumerate() {
+            listener
+                .register(registry, Token(first + i))
+                .with_context(|| format!("registering listener {name}"))?;
+        }
+        Ok(StreamListeners { list })
+    }
+
+    /// Listeners open (none once closed).
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Listener `index` and its name.
+    pub fn get(&self, index: usize) -> (&Listener, &str) {
+        let (listener, name) = &self.list[index];
+        (listener, name)
+    }
+
+    /// `listening on 127.0.0.1:5140` for each listener.
+    pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
+        self.list.iter().map(|(l, name)| match l.local_name() {
+            Ok(bound) => format!("listening on {bound}"),
+            Err(_) => format!("listening on {name}"),
+        })
+    }
+
+    /// Closes every listener (the drain): new clients are refused rather than left waiting.
+    pub fn close(&mut self, registry: &Registry) {
+        for (mut listener, _) in self.list.drain(..) {
+            let _ = listener.deregister(registry);
+        }
     }
 }
