@@ -6,16 +6,21 @@
 //! The modules in the order a received line passes through them:
 //!
 //! - `listen`: the listening sockets, bound or adopted from systemd socket activation.
-//! - `event_loop`: one poll over listeners, connections, UDP sockets and signals; the drain.
-//! - `connection`: one client: its socket, its peer as written in records, its unfinished line.
+//! - `event_loop`: one poll, dispatch by token, turns, flush, signals; the shutdown drain.
+//! - `accept_gate`: when to accept: the connection cap and accept-error pauses.
+//! - `listener`: stream listeners, accepting into a `Stream` with its peer text.
+//! - `connections`: the open connections: slab, ready queue, idle timers.
 //! - `idle`: the idle timers, one per open connection.
+//! - `connection`: one client: its `Stream`, its peer as written in records, its unfinished line.
+//! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
 //! - `framing`: the byte stream into lines (`LineBuffer`), long lines into `max_line` pieces.
 //! - `clock`: the receipt time every record starts with.
 //! - `format`: a line into a record (`default`, `raw`, `json`), and the escaping.
 //! - `simd`: the vector scans and copies under `framing` and `format`; all CPU-specific code.
 //! - `sink`: where records go: a file, or syslog.
-//! - `output_health`: writing batches out; failure episodes, retry and back-off.
+//! - `output`: the sink with its failure episodes: writing batches out, retry and back-off,
+//!   busy wake-ups, the flush at exit.
 //!
 //! Around that path:
 //!
@@ -28,19 +33,23 @@
 //!
 //! README's "Where things live" maps each concept to its file.
 
+pub mod accept_gate;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod connections;
 pub mod daemon;
+pub mod datagram;
 pub mod diag;
 pub mod event_loop;
 pub mod format;
 pub mod framing;
 pub mod idle;
 pub mod listen;
+pub mod listener;
 pub mod notify;
-pub mod output_health;
+pub mod output;
 pub mod recorder;
 mod simd;
 pub mod sink;

@@ -88,7 +88,7 @@ fn start_on_small_tmpfs(
     (d, small)
 }
 
-/// Queued output while a failing output holds it (`HIGH_WATER` in src/output_health.rs).
+/// Queued output while a failing output holds it (`HIGH_WATER` in src/output.rs).
 const HIGH_WATER: u64 = 8 << 20;
 
 /// A line of exactly `len` bytes (LF not counted): `seq N` padded with spaces, or just `x`s
