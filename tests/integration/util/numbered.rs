@@ -84,3 +84,36 @@ pub fn file_texts(files: &[impl AsRef<Path>]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The checker itself: it passes what it should and catches each kind of fault.
+#[test]
+fn assert_numbered_catches_loss_duplication_reordering_and_damage() {
+    let fails = |texts: Vec<String>, expected: Range<u64>| {
+        std::panic::catch_unwind(|| assert_numbered(&texts, expected, Layout::Raw)).is_err()
+    };
+    let good = numbered_lines(0..3);
+    assert!(!fails(vec![good.clone()], 0..3));
+    // Split across files (a rotation), or one message each.
+    assert!(!fails(
+        vec![numbered_lines(0..1), numbered_lines(1..3)],
+        0..3
+    ));
+    let messages = (5..8).map(numbered_line).collect();
+    assert!(!fails(messages, 5..8));
+    assert!(fails(vec![good.clone()], 0..4), "lost at the end");
+    assert!(fails(vec![numbered_lines(1..3)], 0..3), "lost at the start");
+    let dup = numbered_lines(0..2) + &numbered_lines(1..3);
+    assert!(fails(vec![dup], 0..3), "duplicated");
+    let swapped = numbered_lines(1..2) + &numbered_lines(0..1) + &numbered_lines(2..3);
+    assert!(fails(vec![swapped], 0..3), "reordered");
+    let cut = good.replacen(&numbered_line(1), "seq 1", 1);
+    assert!(fails(vec![cut], 0..3), "cut short");
+    let stamped = format!(
+        "2026-11-23T21:05:01.123456Z 127.0.0.1:4000 {}",
+        numbered_line(0)
+    );
+    assert!(
+        std::panic::catch_unwind(|| assert_numbered(&[&stamped], 0..1, Layout::Default)).is_ok()
+    );
+    assert!(std::panic::catch_unwind(|| assert_numbered(&[&stamped], 0..1, Layout::Raw)).is_err());
+}
