@@ -37,7 +37,7 @@ fn disk_full_pushes_back_and_recovers() {
     });
     let text = std::fs::read_to_string(inside("out.log")).unwrap();
     assert_eq!(d.stop().code(), Some(0));
-    assert_numbered(&[text], count, true);
+    assert_numbered(&[text], 0..count, Layout::Raw);
     let complaints = d
         .log
         .all()
@@ -91,14 +91,11 @@ fn start_on_small_tmpfs(
 /// Queued output while a failing output holds it (`HIGH_WATER` in src/output.rs).
 const HIGH_WATER: u64 = 8 << 20;
 
-/// A line of exactly `len` bytes (LF not counted): `seq N` padded with spaces, or just `x`s
-/// when that does not fit.
-fn numbered_line(n: u64, len: usize) -> Vec<u8> {
-    let mut line = format!("seq {n}").into_bytes();
+/// Numbered line `n` cut or padded to exactly `len` bytes, then LF: the memory tests need
+/// lines from empty to 1000 bytes, and count them by the daemon's statistics, not by number.
+fn line_of_len(n: u64, len: usize) -> Vec<u8> {
+    let mut line = numbered_line(n).into_bytes();
     line.resize(len, b' ');
-    if len < 8 {
-        line.fill(b'x');
-    }
     line.push(b'\n');
     line
 }
@@ -109,7 +106,7 @@ fn flood(stream: std::net::TcpStream, from: u64, len: usize) {
     std::thread::spawn(move || {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, stream);
         for n in from.. {
-            if std::io::Write::write_all(&mut w, &numbered_line(n, len)).is_err() {
+            if std::io::Write::write_all(&mut w, &line_of_len(n, len)).is_err() {
                 break;
             }
         }
@@ -188,7 +185,7 @@ fn syslog_growth(len: usize) -> u64 {
     // One message read: the exact size of every message of this client (the same peer, time
     // text of fixed width, lines of the same length).
     let mut client = d.connect();
-    std::io::Write::write_all(&mut client, &numbered_line(0, len)).unwrap();
+    std::io::Write::write_all(&mut client, &line_of_len(0, len)).unwrap();
     receiver.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut message = vec![0; 64 * 1024];
     let message = receiver.recv(&mut message).unwrap() as u64;

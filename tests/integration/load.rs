@@ -12,14 +12,29 @@ use crate::util::*;
 /// corrupted or reordered. `cargo bench --bench soak` runs it at full size.
 #[test]
 fn soak_scaled_down() {
+    soak(32, 50_000);
+}
+
+/// The soak run at full size: 256 clients, 1,000,000 lines. Run by `cargo bench --bench
+/// soak` (optimized); too long for every `cargo test`.
+#[test]
+#[ignore = "full size: run by `cargo bench --bench soak`"]
+fn soak_full_size() {
+    soak(256, 1_000_000);
+}
+
+/// The soak run with `clients` clients sending `lines` lines in total, 50 rotations 20 ms
+/// apart.
+fn soak(clients: usize, lines: u64) {
     let report = run(&Size {
-        clients: 32,
-        lines: 50_000,
+        clients,
+        lines,
         rotations: 50,
         rotation_gap: Duration::from_millis(20),
     });
-    eprintln!(
-        "soak: {} lines over {} connections into {} files in {:?}",
+    println!(
+        "soak: {} lines from {clients} clients over {} connections, {} files, {:.2?}: none \
+         lost, duplicated, corrupted or reordered",
         report.lines, report.connections, report.files, report.elapsed
     );
 }

@@ -128,7 +128,7 @@ fn reopen_never_follows_a_planted_symlink() {
     std::fs::write(&victim, "precious\n").unwrap();
     let mut d = Daemon::start(dir.path(), &["--format", "raw"]);
     let mut s = d.connect();
-    s.write_all(b"seq 0\n").unwrap();
+    s.write_all(numbered_lines(0..1).as_bytes()).unwrap();
     d.wait_for_lines(1);
     let rotated = dir.path().join("out.log.1");
     std::fs::rename(&d.out, &rotated).unwrap();
@@ -141,21 +141,23 @@ fn reopen_never_follows_a_planted_symlink() {
     let mut sent = 1;
     let traffic = std::time::Instant::now();
     while traffic.elapsed() < Duration::from_secs(2) {
-        s.write_all(format!("seq {sent}\n").as_bytes()).unwrap();
+        s.write_all(numbered_lines(sent..sent + 1).as_bytes())
+            .unwrap();
         sent += 1;
         // Load pacing.
         std::thread::sleep(Duration::from_millis(20));
     }
     wait_until("the lines in the old file", DEADLINE, || {
         let text = std::fs::read_to_string(&rotated).unwrap();
-        text.contains(&format!("seq {}\n", sent - 1)).then_some(())
+        text.contains(&numbered_lines(sent - 1..sent)).then_some(())
     });
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 
     // The link goes; the next flush at least a second after the last try reopens.
     std::fs::remove_file(&d.out).unwrap();
     let reopened = wait_until("the retried reopen", DEADLINE, || {
-        s.write_all(format!("seq {sent}\n").as_bytes()).unwrap();
+        s.write_all(numbered_lines(sent..sent + 1).as_bytes())
+            .unwrap();
         sent += 1;
         // Load pacing: one line per poll, not a wait.
         std::thread::sleep(Duration::from_millis(20));
@@ -174,21 +176,16 @@ fn reopen_never_follows_a_planted_symlink() {
         attempts >= 2,
         "retried while the link was there: {reopened}"
     );
-    s.write_all(format!("seq {sent}\n").as_bytes()).unwrap();
+    s.write_all(numbered_lines(sent..sent + 1).as_bytes())
+        .unwrap();
     sent += 1;
     wait_until("the last line in the new file", DEADLINE, || {
         let text = std::fs::read_to_string(&d.out).ok()?;
-        text.contains(&format!("seq {}\n", sent - 1)).then_some(())
+        text.contains(&numbered_lines(sent - 1..sent)).then_some(())
     });
     drop(s);
     assert_eq!(d.stop().code(), Some(0));
-    let files = [
-        std::fs::read_to_string(&rotated).unwrap(),
-        std::fs::read_to_string(&d.out).unwrap(),
-    ];
-    let all: Vec<&str> = files.iter().flat_map(|t| t.lines()).collect();
-    let expected: Vec<String> = (0..sent).map(|n| format!("seq {n}")).collect();
-    assert_eq!(all, expected, "each line once, in order");
+    assert_numbered(&file_texts(&[&rotated, &d.out]), 0..sent, Layout::Raw);
     let failures = d
         .log
         .all()
@@ -367,7 +364,7 @@ fn logrotate_under_user_loses_and_repeats_nothing() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..20 {
-                    writeln!(w, "{:<99}", format!("seq {n}")).unwrap();
+                    writeln!(w, "{}", numbered_line(n)).unwrap();
                     n += 1;
                 }
                 w.flush().unwrap();
@@ -433,7 +430,7 @@ fn logrotate_under_user_loses_and_repeats_nothing() {
             "{file} is empty: a rotation did not split the stream"
         );
     }
-    assert_numbered(&texts, sent, false);
+    assert_numbered(&texts, 0..sent, Layout::Default);
     assert_eq!(std::fs::metadata(&d.out).unwrap().uid(), NOBODY);
     let log = d.log.all();
     assert!(

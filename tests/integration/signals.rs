@@ -8,30 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-/// Reads "N" numbers from the given files in order and checks 0..count appear exactly once,
-/// in order.
-fn assert_sequence(files: &[std::path::PathBuf], count: u64) {
-    let mut expected = 0u64;
-    for f in files {
-        let text = std::fs::read_to_string(f).unwrap_or_default();
-        for record in text.lines() {
-            let (_, _, line) = split_record(record);
-            let n: u64 = line
-                .strip_prefix("seq ")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("mangled record in {}: {record:?}", f.display()));
-            assert_eq!(
-                n,
-                expected,
-                "in {}: lost or duplicated around {expected}",
-                f.display()
-            );
-            expected += 1;
-        }
-    }
-    assert_eq!(expected, count, "lines recorded across all files");
-}
-
 /// A client streaming numbered lines across 20 mv+HUP rotations: nothing lost or duplicated.
 #[test]
 fn rotation_loses_nothing() {
@@ -45,7 +21,7 @@ fn rotation_loses_nothing() {
             let mut w = BufWriter::with_capacity(4096, stream);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) || n < 1000 {
-                writeln!(w, "seq {n}").unwrap();
+                writeln!(w, "{}", numbered_line(n)).unwrap();
                 n += 1;
             }
             w.flush().unwrap();
@@ -81,7 +57,7 @@ fn rotation_loses_nothing() {
         (total as u64 >= sent).then_some(())
     });
     assert_eq!(d.stop().code(), Some(0));
-    assert_sequence(&files, sent);
+    assert_numbered(&file_texts(&files), 0..sent, Layout::Default);
 }
 
 /// SIGTERM with unread socket data and a partial line records both and exits 0 within a second.
@@ -91,11 +67,14 @@ fn sigterm_records_unread_data_and_partial_line() {
     let mut d = Daemon::start(dir.path(), &[]);
     let mut idle = d.connect();
     let mut busy = d.connect();
-    idle.write_all(b"seq 0\n").unwrap();
+    idle.write_all(numbered_lines(0..1).as_bytes()).unwrap();
     d.wait_for_lines(1);
     // Stopped, the daemon cannot read: the next bytes wait in its socket's receive buffer.
     d.signal(libc::SIGSTOP);
-    busy.write_all(b"seq 1\nseq 2\nseq 3").unwrap();
+    // Lines 1 and 2, and line 3 without its LF.
+    let unread = numbered_lines(1..4);
+    busy.write_all(unread.trim_end_matches('\n').as_bytes())
+        .unwrap();
     d.signal(libc::SIGTERM);
     let start = Instant::now();
     d.signal(libc::SIGCONT);
@@ -103,7 +82,7 @@ fn sigterm_records_unread_data_and_partial_line() {
     let took = start.elapsed();
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
-    assert_sequence(&[d.out.clone()], 4);
+    assert_numbered(&file_texts(&[&d.out]), 0..4, Layout::Default);
     let log = d.log.wait_for("stopped");
     assert!(log.contains("lines=4"), "{log}");
     drop(idle);
@@ -158,7 +137,7 @@ fn failed_reopen_keeps_old_file() {
         .output(out.to_str().unwrap())
         .start();
     let mut s = d.connect();
-    s.write_all(b"seq 0\n").unwrap();
+    s.write_all(numbered_lines(0..1).as_bytes()).unwrap();
     d.wait_for_lines(1);
     // The directory is gone: the new file cannot be created.
     let moved = dir.path().join("moved");
@@ -166,20 +145,20 @@ fn failed_reopen_keeps_old_file() {
     d.signal(libc::SIGHUP);
     let err = d.log.wait_for("reopening failed");
     assert!(err.contains("out.log"), "{err}");
-    s.write_all(b"seq 1\n").unwrap();
+    s.write_all(numbered_lines(1..2).as_bytes()).unwrap();
     let old = moved.join("out.log");
     wait_until("line in the old file", DEADLINE, || {
         std::fs::read_to_string(&old)
             .unwrap()
-            .contains("seq 1")
+            .contains(&numbered_line(1))
             .then_some(())
     });
     std::fs::create_dir(&logdir).unwrap();
     d.signal(libc::SIGHUP);
     d.log.wait_for("reopened ");
-    s.write_all(b"seq 2\n").unwrap();
+    s.write_all(numbered_lines(2..3).as_bytes()).unwrap();
     d.wait_for_lines(1);
     drop(s);
     assert_eq!(d.stop().code(), Some(0));
-    assert_sequence(&[old, out], 3);
+    assert_numbered(&file_texts(&[old, out]), 0..3, Layout::Default);
 }

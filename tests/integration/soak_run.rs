@@ -1,5 +1,5 @@
-//! The soak run, shared by the CI-sized test (`soak::soak_scaled_down`) and the full-size
-//! benchmark command (`cargo bench --bench soak`): many clients stream numbered lines with
+//! The soak run, at CI size (`load::soak_scaled_down`) and at full size (`load::soak_full_size`,
+//! which `cargo bench --bench soak` runs): many clients stream numbered lines with
 //! random disconnects and reconnects while the output is rotated (mv + HUP) every few
 //! milliseconds; then SIGTERM. Every line must be in exactly one file, once, intact, in order
 //! per connection.

@@ -6,7 +6,7 @@
 //! mount namespace (`unshare --mount`), so nothing outside the temp dir is touched.
 
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
@@ -99,14 +99,6 @@ fn read_messages(stream: &mut UnixStream, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn numbered(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix} {i}")).collect()
-}
-
-fn send_lines(addr: SocketAddr, lines: &[String]) {
-    send(addr, (lines.join("\n") + "\n").as_bytes());
-}
-
 /// A unix stream syslog receiver stops accepting with its backlog full. A reopen (SIGHUP)
 /// and then a reconnect (the receiver closed the connection in use) must not wait for it:
 /// the daemon keeps answering signals and taking clients' lines, and once the receiver
@@ -128,9 +120,8 @@ fn stalled_unix_stream_receiver_never_blocks_the_loop() {
         .start();
 
     let mut first_conn = accept(&listener);
-    let first = numbered("first", 100);
-    send_lines(d.addr, &first);
-    assert_eq!(read_messages(&mut first_conn, first.len()), first);
+    send(d.addr, numbered_lines(0..100).as_bytes());
+    assert_numbered(&read_messages(&mut first_conn, 100), 0..100, Layout::Raw);
 
     // The receiver stops accepting: its backlog fills up.
     let fillers = fill_backlog(&path);
@@ -141,9 +132,8 @@ fn stalled_unix_stream_receiver_never_blocks_the_loop() {
 
     // The receiver drops the connection in use: the daemon must reconnect, and cannot.
     drop(first_conn);
-    let second = numbered("second", 100);
-    send_lines(d.addr, &second);
-    d.wait_for_stats(&format!("lines={}", first.len() + second.len()));
+    send(d.addr, numbered_lines(100..200).as_bytes());
+    d.wait_for_stats("lines=200");
     let (_, reconnect_answer) = stats_promptly(&d);
     // The reconnect has been refused for a while (logged once it lasts a second).
     d.log.wait_for_nth("takes no connection for now", 2);
@@ -155,7 +145,7 @@ fn stalled_unix_stream_receiver_never_blocks_the_loop() {
     }
     drop(fillers);
     let mut second_conn = accept(&listener);
-    assert_eq!(read_messages(&mut second_conn, second.len()), second);
+    assert_numbered(&read_messages(&mut second_conn, 100), 100..200, Layout::Raw);
     d.log.wait_for("takes data again");
     eprintln!(
         "SIGUSR1 answered in {hup_answer:?} after SIGHUP, {reconnect_answer:?} while reconnecting"
@@ -234,19 +224,20 @@ fn slow_name_lookup_on_reload_never_blocks_the_loop() {
         .args(["--output", &target])
         .output(&target)
         .start();
-    send_lines(d.addr, &numbered("old", 1));
+    send(d.addr, numbered_lines(0..1).as_bytes());
     wait_until("the first line at 127.0.0.1", DEADLINE, || {
-        (old.lines() == ["old 0"]).then_some(())
+        (old.lines().len() == 1).then_some(())
     });
 
     // The name moves: after SIGHUP, lines go to the new address once the lookup answers.
     // (`hosts` is rewritten in place: the bind mount holds its inode.)
     std::fs::write(&hosts, format!("127.0.0.2 {name}\n")).unwrap();
     d.signal(libc::SIGHUP);
-    let mut sent = 0;
+    // The number of the next line to send.
+    let mut next = 1;
     wait_until("lines at the new address", DEADLINE, || {
-        send_lines(d.addr, &[format!("moving {sent}")]);
-        sent += 1;
+        send(d.addr, numbered_lines(next..next + 1).as_bytes());
+        next += 1;
         (!new.lines().is_empty()).then_some(())
     });
 
@@ -256,10 +247,11 @@ fn slow_name_lookup_on_reload_never_blocks_the_loop() {
     d.signal(libc::SIGHUP);
     log_promptly(&d, &format!("reopened {target}"), 2);
     let (_, answer) = stats_promptly(&d);
-    let stalled = numbered("stalled", 50);
-    send_lines(d.addr, &stalled);
+    send(d.addr, numbered_lines(next..next + 50).as_bytes());
+    next += 50;
+    let last = numbered_line(next - 1);
     wait_until("the lines sent while the lookup hangs", DEADLINE, || {
-        new.lines().ends_with(&stalled).then_some(())
+        (new.lines().last() == Some(&last)).then_some(())
     });
     let (_, answer2) = stats_promptly(&d);
     eprintln!("SIGUSR1 answered in {answer:?} and {answer2:?} while the lookup hangs");
@@ -267,10 +259,7 @@ fn slow_name_lookup_on_reload_never_blocks_the_loop() {
     // Every line arrived once: at the old address until the new one was known, then there.
     let mut got = old.lines();
     got.extend(new.lines());
-    let mut expected = vec!["old 0".to_string()];
-    expected.extend((0..sent).map(|i| format!("moving {i}")));
-    expected.extend(stalled);
-    assert_eq!(got, expected);
+    assert_numbered(&got, 0..next, Layout::Raw);
     assert!(
         !d.log.all().iter().any(|l| l.contains("error:")),
         "{:#?}",

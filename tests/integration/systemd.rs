@@ -1,4 +1,4 @@
-//! The packaging of issue 3, proven against a real systemd (see systemd/machine.rs): each test
+//! The packaging (the .deb, its units and config), proven against a real systemd (see systemd/machine.rs): each test
 //! boots its own systemd in private namespaces, installs the files the .deb ships, at the paths
 //! it ships them to (read from `[package.metadata.deb]` in Cargo.toml), and drives the service
 //! with systemctl, logrotate, journalctl and TCP clients on the machine's loopback. The tests
@@ -28,7 +28,7 @@ const ADDR: &str = "127.0.0.1:5140";
 /// The drop-in that makes the service socket-activated and network-less, where the README
 /// tells administrators to put it.
 const ACTIVATION_DROP_IN: &str = "/etc/systemd/system/logsinkd.service.d/socket-activation.conf";
-/// Exposure targets of issue 3 (`systemd-analyze security`, lower is safer).
+/// Exposure the shipped service must stay under (`systemd-analyze security`, lower is safer).
 const MAX_EXPOSURE: f64 = 1.5;
 const MAX_EXPOSURE_ACTIVATED: f64 = 0.5;
 

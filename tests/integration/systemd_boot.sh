@@ -7,8 +7,8 @@
 # copied into the booted system's /usr and /etc (the "installed as shipped" files).
 #
 # Without the steps below, systemd booting in a namespace that shares the host's file systems
-# empties the host's /tmp (systemd-tmpfiles-setup), changes host-wide sysctls, and more
-# (../shared/SYSTEMD-TESTS.md). So before exec'ing systemd this script:
+# empties the host's /tmp (systemd-tmpfiles-setup), changes host-wide sysctls, and more. So
+# before exec'ing systemd this script:
 #   - makes every mount private, so nothing mounted here propagates to the host;
 #   - puts overlays on /usr, /etc and /var with upper and work dirs inside STATE: what the
 #     test installs, and what logrotate or systemd writes under /var/lib, stays in STATE;
@@ -20,9 +20,10 @@
 #   - moves itself into a cgroup of its own: systemd treats the cgroup it starts in as its
 #     root and migrates every process found there into init.scope, which in the host's root
 #     cgroup would be every process on the machine;
-#   - masks the units that touch host-wide state or are not wanted: those SYSTEMD-TESTS.md
-#     lists, and also timesyncd (the clock), modprobe@ (kernel modules), udev (device events),
-#     journald's audit socket (kernel auditing), every timer and getty;
+#   - masks the units that touch host-wide state or are not wanted (listed below): tmpfiles,
+#     sysctl, binfmt, module loading, remounts, timesyncd (the clock), modprobe@ (kernel
+#     modules), udev (device events), journald's audit socket (kernel auditing), every timer
+#     and getty;
 #   - the caller adds --uts (systemd sets the hostname) and --net (a private loopback: the
 #     shipped units listen on the fixed port 5140 without colliding with anything on the host).
 set -euo pipefail

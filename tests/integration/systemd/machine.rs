@@ -1,8 +1,8 @@
 //! A real systemd for the packaging tests: booted as PID 1 of private pid, mount, UTS, IPC and
 //! network namespaces by `systemd_boot.sh`, which keeps every change inside the test's own
-//! directory (see the script and ../shared/SYSTEMD-TESTS.md for what a bare boot would do to
-//! the host). A `Machine` runs commands inside with nsenter, reads and writes its files through
-//! `/proc/PID/root`, connects to its loopback from a thread that joined its network namespace,
+//! directory (the script's header says what a bare boot would do to the host). A `Machine`
+//! runs commands inside with nsenter, reads and writes its files through `/proc/PID/root`,
+//! connects to its loopback from a thread that joined its network namespace,
 //! and is always powered off and cleaned up when dropped, whether the test passed or not.
 
 use std::fs::{self, File};

@@ -13,17 +13,11 @@
 //! asserted. Extra arguments filter: `cargo bench --bench ingest -- 16x raw` runs only the
 //! runs whose "scenario / receiver" contains every one of them; `--runs=N` changes the count.
 
-#[path = "ingest/lines.rs"]
 mod lines;
-#[path = "ingest/load.rs"]
 mod load;
-#[path = "ingest/receivers.rs"]
 mod receivers;
-#[path = "ingest/reference.rs"]
 mod reference;
-#[path = "ingest/report.rs"]
 mod report;
-#[path = "ingest/verify.rs"]
 mod verify;
 
 use std::path::Path;

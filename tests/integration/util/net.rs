@@ -1,0 +1,55 @@
+//! Clients and the kernel's view of connections: one-shot sends, util-linux `logger`, and
+//! the TCP queues of /proc/net/tcp that show whether the daemon is reading.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+
+use super::{Daemon, split_record};
+
+/// Sends `data` on a new connection and closes it.
+pub fn send(addr: SocketAddr, data: &[u8]) -> SocketAddr {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(data).unwrap();
+    s.local_addr().unwrap()
+}
+
+/// Sends `message` with tag `mytag` through util-linux `logger` (`--tcp` or `--udp`) to the
+/// daemon at `addr`, then checks the first record: logger's message, from a 127.0.0.1 peer.
+pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, message: &str) {
+    let status = Command::new("logger")
+        .args([transport, "-n", "127.0.0.1", "-P", &addr.port().to_string()])
+        .args(["-t", "mytag", message])
+        .status()
+        .expect("running util-linux logger (apt-get install bsdutils)");
+    assert!(status.success());
+    let lines = d.wait_for_lines(1);
+    let (_, peer, line) = split_record(&lines[0]);
+    assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+    assert!(line.contains("mytag") && line.ends_with(message), "{line}");
+}
+
+/// Bytes waiting unread in the receive queue of the daemon's side of a TCP connection
+/// (from /proc/net/tcp): a growing queue shows the daemon has stopped reading.
+pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> {
+    tcp_queues(daemon, client).map(|(_, rx)| rx)
+}
+
+/// (send queue, receive queue) of the TCP socket `local` connected to `remote`, from
+/// /proc/net/tcp. The send queue holds what the peer has not yet received.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let want_local = format!(":{:04X}", local.port());
+    let want_remote = format!(":{:04X}", remote.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if !(f[1].ends_with(&want_local) && f[2].ends_with(&want_remote)) {
+            return None;
+        }
+        let (tx, rx) = f[4].split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
