@@ -31,7 +31,7 @@
 //! - `diag`: the daemon's own messages, to stderr, the journal or syslog.
 //! - `stats`: the counters.
 //!
-//! README's "Where things live" maps each concept to its file.
+//! ARCHITECTURE.md maps each concept to its file.
 
 pub mod accept_gate;
 pub mod cli;
