@@ -20,12 +20,20 @@ struct Rsyslogd {
     udp_port: u16,
 }
 
+/// A TCP port free on 127.0.0.1, below the kernel's ephemeral range (32768 and up by default):
+/// tests kill and restart rsyslogd on it, and while it is down no other test's port-0 bind
+/// (always ephemeral) can take it, which would make the daemon deliver to a stranger.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Spread over 10000-31999, starting where this process's id points.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = std::process::id() + NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (10_000 + n % 22_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Rsyslogd {
@@ -99,7 +107,6 @@ template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslo
         self.wait_listening();
     }
 
-    /// Waits for `n` received messages, returns them.
     /// A foreground logsinkd in `dir` whose output is this rsyslogd's unix socket.
     fn logsinkd_to_socket(&self, dir: &Path) -> Daemon {
         let target = format!("syslog:{}", self.socket.display());
@@ -109,6 +116,7 @@ template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslo
             .start()
     }
 
+    /// Waits for `n` received messages, returns them.
     fn wait_for(&self, n: usize) -> Vec<String> {
         wait_until(&format!("{n} messages at rsyslogd"), DEADLINE, || {
             let text = std::fs::read_to_string(&self.received).unwrap_or_default();
