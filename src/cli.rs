@@ -26,6 +26,29 @@ pub struct Cli {
     #[arg(short = 'u', long = "listen-udp", value_name = "ADDR")]
     pub listen_udp: Vec<String>,
 
+    /// Unix stream socket to listen on (lines, as over TCP), e.g. /run/logsinkd/in.sock;
+    /// repeatable [default: none]
+    #[arg(long = "listen-unix", value_name = "PATH")]
+    pub listen_unix: Vec<PathBuf>,
+
+    /// Unix datagram socket to take messages on (each datagram one message, as over UDP; what
+    /// `logger -u PATH` sends); repeatable [default: none]
+    #[arg(long = "listen-unix-dgram", value_name = "PATH")]
+    pub listen_unix_dgram: Vec<PathBuf>,
+
+    /// Mode of the unix sockets logsinkd creates, in octal; connecting needs write permission
+    /// [default: 0660]
+    #[arg(long = "unix-mode", value_name = "MODE")]
+    pub unix_mode: Option<String>,
+
+    /// Owner (name or uid) of the unix sockets logsinkd creates [default: the starting user]
+    #[arg(long = "unix-owner", value_name = "USER")]
+    pub unix_owner: Option<String>,
+
+    /// Group (name or gid) of the unix sockets logsinkd creates [default: the starting group]
+    #[arg(long = "unix-group", value_name = "GROUP")]
+    pub unix_group: Option<String>,
+
     /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
     /// `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]
     #[arg(short = 'o', long = "output", value_name = "TARGET")]

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::cli::Cli;
 use crate::record::Format;
 use crate::sink::Target;
+use crate::unix::settings::{self as unix, RawUnix, UnixSettings};
 
 /// Default listen address: loopback only, so a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5140";
@@ -38,6 +39,8 @@ pub const MAX_IDLE_TIMEOUT: u64 = 365 * 24 * 60 * 60;
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub listen_udp: Vec<SocketAddr>,
+    /// Unix-domain sockets: `listen_unix`, `listen_unix_dgram`, `unix_*` (see unix/settings.rs).
+    pub unix: UnixSettings,
     pub output: Target,
     pub format: Format,
     pub max_line: usize,
@@ -101,6 +104,7 @@ impl Config {
 struct Raw {
     listen: Option<Vec<String>>,
     listen_udp: Option<Vec<String>>,
+    unix: RawUnix,
     output: Option<String>,
     format: Option<String>,
     max_line: Option<String>,
@@ -147,7 +151,11 @@ impl Raw {
                 "max_connections" => raw.max_connections = Some(value_as(&key, value)?),
                 "backlog" => raw.backlog = Some(value_as(&key, value)?),
                 "idle_timeout" => raw.idle_timeout = Some(value_as(&key, value)?),
-                _ => bail!("unknown key `{key}` (known keys: {})", KEYS.join(", ")),
+                _ if raw.unix.take(&key, value)? => {}
+                _ => bail!(
+                    "unknown key `{key}` (known keys: {})",
+                    [KEYS, unix::KEYS].concat().join(", ")
+                ),
             }
         }
         Ok(raw)
@@ -165,6 +173,7 @@ impl Raw {
                 *slot = v.clone();
             }
         }
+        self.unix.apply_cli(cli);
         set(&mut self.output, &cli.output);
         set(&mut self.format, &cli.format);
         set(&mut self.max_line, &cli.max_line);
@@ -186,12 +195,17 @@ impl Raw {
             &self.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()]),
         )?;
         let listen_udp = addresses("listen_udp", &self.listen_udp.unwrap_or_default())?;
-        if listen.is_empty() && listen_udp.is_empty() {
-            bail!("key `listen`: at least one address is needed (or one in `listen_udp`)");
-        }
-        if listen.len() + listen_udp.len() > crate::event_loop::MAX_LISTENERS {
+        let unix = self.unix.resolve()?;
+        if listen.is_empty() && listen_udp.is_empty() && unix.sockets() == 0 {
             bail!(
-                "keys `listen` and `listen_udp`: at most {} addresses in all",
+                "key `listen`: at least one address is needed (or one in `listen_udp`, \
+                 `listen_unix` or `listen_unix_dgram`)"
+            );
+        }
+        if listen.len() + listen_udp.len() + unix.sockets() > crate::event_loop::MAX_LISTENERS {
+            bail!(
+                "keys `listen`, `listen_udp`, `listen_unix` and `listen_unix_dgram`: at most {} \
+                 sockets in all",
                 crate::event_loop::MAX_LISTENERS
             );
         }
@@ -248,6 +262,7 @@ impl Raw {
         Ok(Config {
             listen,
             listen_udp,
+            unix,
             output,
             format,
             max_line,
@@ -307,6 +322,7 @@ impl fmt::Display for Config {
         };
         writeln!(f, "listen = [{}]", list(&self.listen))?;
         writeln!(f, "listen_udp = [{}]", list(&self.listen_udp))?;
+        write!(f, "{}", self.unix)?;
         writeln!(f, "output = {}", q(&self.output.to_string()))?;
         writeln!(f, "format = {}", q(&self.format.to_string()))?;
         writeln!(f, "max_line = {}", self.max_line)?;

@@ -17,3 +17,4 @@ pub mod record;
 pub mod recorder;
 pub mod sink;
 pub mod stats;
+pub mod unix;
