@@ -8,7 +8,7 @@
 //! `CAP_SETUID`/`CAP_SETGID` for another uid or gid), so an unprivileged local process cannot
 //! pass for another. Pids and uids are as seen from logsinkd's namespaces.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Credentials of a unix peer.
@@ -25,9 +25,20 @@ impl Cred {
     /// `PassCredentials=yes`; its uid is then the overflow uid, not the sender's). So no
     /// credentials are claimed for it: `unix:unknown`.
     pub fn peer_text(cred: Option<Cred>) -> String {
+        let mut peer = Vec::new();
+        Cred::write_peer(cred, &mut peer);
+        String::from_utf8(peer).expect("ASCII")
+    }
+
+    /// Appends the peer as `peer_text` writes it, without a `String` of its own (once per
+    /// datagram).
+    pub fn write_peer(cred: Option<Cred>, peer: &mut Vec<u8>) {
         match cred {
-            Some(Cred { pid, uid }) if pid != 0 => format!("unix:pid={pid},uid={uid}"),
-            _ => UNKNOWN.to_string(),
+            Some(Cred { pid, uid }) if pid != 0 => {
+                // Writing into a Vec cannot fail.
+                let _ = write!(peer, "unix:pid={pid},uid={uid}");
+            }
+            _ => peer.extend_from_slice(UNKNOWN.as_bytes()),
         }
     }
 }

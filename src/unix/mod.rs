@@ -5,8 +5,11 @@
 //! - `bind.rs`: binding at a path (refusing what is not a stale socket), mode and owner, and
 //!   removing the socket at exit;
 //! - `cred.rs`: the peer of a unix client is its credentials (`unix:pid=1234,uid=1000`), as
-//!   the kernel vouches for them.
+//!   the kernel vouches for them;
+//! - `transport.rs`: accepting and receiving, behind the event loop's `Listener`, `Stream` and
+//!   `DatagramSocket` variants.
 
 pub mod bind;
 pub mod cred;
 pub mod settings;
+pub mod transport;
