@@ -154,7 +154,7 @@ fn clear_stale(path: &Path) -> Result<()> {
             diag::log(
                 Level::Warning,
                 format_args!(
-                    "removed stale socket {} (nobody was listening on it)",
+                    "removed stale socket {} (no process listened on it)",
                     path.display()
                 ),
             );
