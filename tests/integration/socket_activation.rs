@@ -272,11 +272,10 @@ fn wait_for_records(dir: &Path, n: usize) -> Vec<String> {
 
 /// SIGTERM to logsinkd (systemd-socket-activate exec'd it: same pid); asserts exit 0.
 fn stop(activator: &mut Activator) {
+    let pid = activator.child.id() as i32;
     // SAFETY: kill(2) on our own child.
-    assert_eq!(
-        unsafe { libc::kill(activator.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
     let status = activator.wait_exit();
     assert_eq!(status.code(), Some(0), "{:#?}", activator.all_lines());
 }
