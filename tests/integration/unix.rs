@@ -106,6 +106,46 @@ fn logger_datagram_is_recorded_with_its_sender() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// A unix datagram larger than the 64 KiB read buffer (UDP ones cannot be) is recorded cut to
+/// 64 KiB, and that is logged once per socket, not per datagram; the next datagram is whole.
+#[test]
+fn oversized_datagram_is_cut_and_said_once() {
+    let dir = temp_dir();
+    let path = dir.path().join("log");
+    let mut d = start(
+        dir.path(),
+        &[
+            "--listen-unix-dgram",
+            path.to_str().unwrap(),
+            "--format",
+            "raw",
+            "--max-line",
+            "1M",
+        ],
+    );
+    let client = UnixDatagram::unbound().unwrap();
+    client.send_to(&[b'x'; 100_000], &path).unwrap();
+    client.send_to(&[b'y'; 100_000], &path).unwrap();
+    client.send_to(b"whole", &path).unwrap();
+    let lines = d.wait_for_lines(3);
+    assert_eq!(lines[0], "x".repeat(65536));
+    assert_eq!(lines[1], "y".repeat(65536));
+    assert_eq!(lines[2], "whole");
+    let warning = d.log.wait_for("was cut to");
+    assert!(
+        warning.contains("100000 bytes") && warning.contains(&my_peer()),
+        "{warning}"
+    );
+    assert_eq!(d.stop().code(), Some(0));
+    let said = d
+        .log
+        .all()
+        .iter()
+        .filter(|l| l.contains("was cut to"))
+        .count();
+    assert_eq!(said, 1);
+}
+
 fn uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
