@@ -146,6 +146,38 @@ fn oversized_datagram_is_cut_and_said_once() {
     assert_eq!(said, 1);
 }
 
+/// A classic daemon (which moves to `/`) given a relative socket path binds it in the start
+/// directory, serves it, and removes that very file at exit.
+#[test]
+fn relative_path_in_daemon_mode() {
+    let dir = temp_dir();
+    let d = ClassicDaemon::start(
+        dir.path(),
+        &[],
+        &[
+            "--listen-unix",
+            "rel.sock",
+            "--output",
+            "out.log",
+            "--format",
+            "raw",
+        ],
+    );
+    let path = dir.path().join("rel.sock");
+    UnixStream::connect(&path)
+        .unwrap()
+        .write_all(b"daemon mode\n")
+        .unwrap();
+    wait_until("the line in out.log", DEADLINE, || {
+        let text = std::fs::read_to_string(dir.path().join("out.log")).ok()?;
+        (text == "daemon mode\n").then_some(())
+    });
+    d.signal(libc::SIGTERM);
+    wait_until("the socket removed at exit", DEADLINE, || {
+        (!path.exists()).then_some(())
+    });
+}
+
 fn uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
