@@ -1,21 +1,79 @@
-//! One client connection: its socket, its peer address as written in records, and its
-//! unfinished line.
+//! One client connection: its stream, its peer as written in records, and its unfinished
+//! line.
+//!
+//! A connection's `Stream` is whatever a listener (`listener.rs`) accepted: a new kind of
+//! stream socket is a new `Stream` variant (read, fd, registration), framed as lines like TCP.
 //!
 //! At shutdown a connection is read up to what its socket held when the stop signal came (its
 //! `stop_quota`) and no further: a client that keeps sending cannot hold the daemon up.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Instant;
 
+use mio::event::Source;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
 use crate::line_buffer::LineBuffer;
 use crate::recorder::Recorder;
 
+/// An accepted stream socket.
+pub enum Stream {
+    Tcp(TcpStream),
+}
+
+impl Read for Stream {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    #[inline]
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Source for Stream {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interest),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interest),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+        }
+    }
+}
+
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// The peer as written in records: `192.0.2.7:51234` or `[2001:db8::7]:51234`.
     pub peer: Box<[u8]>,
     /// Unique for the daemon's life (slab keys are reused), so stale timers can be told apart.
@@ -53,11 +111,22 @@ pub fn peer_text(addr: SocketAddr) -> String {
     SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string()
 }
 
+/// Appends `addr` to `peer` as `peer_text` writes it, without a `String` of its own.
+pub fn write_peer(peer: &mut Vec<u8>, addr: SocketAddr) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        peer,
+        "{}",
+        SocketAddr::new(addr.ip().to_canonical(), addr.port())
+    );
+}
+
 impl Connection {
-    pub fn new(stream: TcpStream, addr: SocketAddr, id: u64, now: Instant) -> Connection {
+    /// `peer` is the client as written in records (see `Listener::accept`).
+    pub fn new(stream: Stream, peer: Box<[u8]>, id: u64, now: Instant) -> Connection {
         Connection {
             stream,
-            peer: peer_text(addr).into_bytes().into_boxed_slice(),
+            peer,
             id,
             lines: LineBuffer::default(),
             readable: true,
@@ -72,7 +141,7 @@ impl Connection {
     pub fn unread_bytes(&self) -> io::Result<usize> {
         let mut n: libc::c_int = 0;
         // SAFETY: FIONREAD (SIOCINQ) writes one int through the valid pointer.
-        if unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::FIONREAD, &mut n) } == -1 {
+        if unsafe { libc::ioctl(self.stream.as_fd().as_raw_fd(), libc::FIONREAD, &mut n) } == -1 {
             return Err(io::Error::last_os_error());
         }
         Ok(usize::try_from(n).unwrap_or(0))
@@ -87,7 +156,7 @@ impl Connection {
         buf: &mut [u8],
         budget: &mut usize,
         limit: usize,
-        recorder: &mut Recorder,
+        recorder: &mut Recorder<'_>,
         now: Instant,
     ) -> Status {
         while *budget > 0 {
@@ -136,5 +205,27 @@ impl Connection {
             }
         }
         Status::More
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Peers are written as in records: a v4 client of a dual-stack socket as v4.
+    #[test]
+    fn peers_as_in_records() {
+        for (addr, text) in [
+            ("192.0.2.7:51234", "192.0.2.7:51234"),
+            ("[2001:db8::7]:51234", "[2001:db8::7]:51234"),
+            ("[::ffff:192.0.2.7]:5", "192.0.2.7:5"),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(peer_text(addr), text);
+            let mut peer = b"old".to_vec();
+            peer.clear();
+            write_peer(&mut peer, addr);
+            assert_eq!(peer, text.as_bytes());
+        }
     }
 }

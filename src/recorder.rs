@@ -2,6 +2,9 @@
 //! into lines (`line_buffer.rs`), stamp each with the receipt time and the peer, and queue the
 //! records in the sink.
 //!
+//! A `Recorder` is a short-lived view made for each read pass: the `Framing` (the clock and
+//! `max_line`, kept by the event loop), the output's sink and the server's stats.
+//!
 //! Raw format to a file skips a copy: records are the bytes as received, so a read lands
 //! straight in the output batch, behind the connection's unfinished line, and stays there when
 //! its lines need no change (no CR, none too long), which is nearly always. Only a short
@@ -9,7 +12,9 @@
 //! line must not make every read copy and rescan all of it again.
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
+
+use socket2::SockRef;
 
 use crate::line_buffer::{LineBuffer, Piece};
 use crate::record::Clock;
@@ -21,20 +26,36 @@ use crate::stats::Stats;
 /// extra per read, whatever the client does, and still covers lines of up to a few KiB.
 const IN_PLACE_CARRY: usize = 4096;
 
-pub struct Recorder {
-    pub sink: Sink,
-    pub stats: Stats,
+/// What turns bytes into records beyond the bytes themselves: the longest line and the clock
+/// that stamps them.
+pub struct Framing {
     pub max_line: usize,
     clock: Clock,
 }
 
-impl Recorder {
-    pub fn new(sink: Sink, max_line: usize) -> Recorder {
-        Recorder {
-            sink,
-            stats: Stats::default(),
+impl Framing {
+    pub fn new(max_line: usize) -> Framing {
+        Framing {
             max_line,
             clock: Clock::default(),
+        }
+    }
+}
+
+/// Records into `sink`, counting lines and bytes in `stats`.
+pub struct Recorder<'a> {
+    pub sink: &'a mut Sink,
+    pub stats: &'a mut Stats,
+    framing: &'a mut Framing,
+}
+
+impl<'a> Recorder<'a> {
+    #[inline]
+    pub fn new(framing: &'a mut Framing, sink: &'a mut Sink, stats: &'a mut Stats) -> Self {
+        Recorder {
+            sink,
+            stats,
+            framing,
         }
     }
 
@@ -42,7 +63,7 @@ impl Recorder {
     /// at the end of the stream. `scratch` is the read buffer all connections share.
     pub fn read_from(
         &mut self,
-        socket: &mut (impl Read + AsRawFd),
+        socket: &mut (impl Read + AsFd),
         peer: &[u8],
         lines: &mut LineBuffer,
         scratch: &mut [u8],
@@ -51,14 +72,15 @@ impl Recorder {
         if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
             let start = batch.len();
             batch.extend_from_slice(unfinished);
-            let n = recv_appending(socket.as_raw_fd(), batch, scratch.len())
+            let n = recv_appending(SockRef::from(&*socket), batch, scratch.len())
                 .inspect_err(|_| batch.truncate(start))?;
             if n == 0 {
                 batch.truncate(start);
                 return Ok(0);
             }
             self.stats.bytes += n as u64;
-            if let Some((complete, count)) = lines.take_run(&batch[start..], self.max_line) {
+            if let Some((complete, count)) = lines.take_run(&batch[start..], self.framing.max_line)
+            {
                 batch.truncate(start + complete);
                 self.stats.lines += count;
                 return Ok(n);
@@ -84,10 +106,10 @@ impl Recorder {
     }
 
     fn frame(&mut self, peer: &[u8], lines: &mut LineBuffer, data: &[u8]) {
-        let time = self.clock.now();
-        let (sink, count) = (&mut self.sink, &mut self.stats.lines);
+        let time = self.framing.clock.now();
+        let (sink, count) = (&mut *self.sink, &mut self.stats.lines);
         // The lines of a read that need no change come as one run, queued in one go.
-        lines.push_pieces(data, self.max_line, &mut |piece| match piece {
+        lines.push_pieces(data, self.framing.max_line, &mut |piece| match piece {
             Piece::Line(line) => {
                 sink.record(time, peer, line);
                 *count += 1;
@@ -109,8 +131,8 @@ impl Recorder {
 
     /// Records the unfinished line of a connection that ends.
     pub fn finish(&mut self, peer: &[u8], lines: &mut LineBuffer) {
-        let time = self.clock.now();
-        let (sink, count) = (&mut self.sink, &mut self.stats.lines);
+        let time = self.framing.clock.now();
+        let (sink, count) = (&mut *self.sink, &mut self.stats.lines);
         lines.finish(&mut |line: &[u8]| {
             sink.record(time, peer, line);
             *count += 1;
@@ -120,13 +142,11 @@ impl Recorder {
 
 /// `recv(2)` of at most `max` bytes appended to `out`, without first zeroing the space (which
 /// `Read::read` would need).
-fn recv_appending(fd: RawFd, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+#[inline]
+fn recv_appending(socket: SockRef<'_>, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     out.reserve(max);
-    let spare = out.spare_capacity_mut();
-    // SAFETY: `spare` is valid for writes of `max` bytes (reserved above).
-    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), max, 0) };
-    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    // SAFETY: the kernel initialized the first `n` bytes of the spare capacity.
+    let n = socket.recv(&mut out.spare_capacity_mut()[..max])?;
+    // SAFETY: recv initialized the first `n` bytes of the spare capacity.
     unsafe { out.set_len(out.len() + n) };
     Ok(n)
 }
@@ -151,7 +171,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
         let sink = Sink::open(&Target::File(path.clone()), format, "user", None).unwrap();
-        let mut recorder = Recorder::new(sink, max_line);
+        let mut sink = sink;
+        let (mut framing, mut stats) = (Framing::new(max_line), Stats::default());
+        let mut recorder = Recorder::new(&mut framing, &mut sink, &mut stats);
         let (mut client, mut server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
         let mut lines = LineBuffer::default();

@@ -182,6 +182,22 @@ impl Sink {
     }
 }
 
+/// Blocks until `fd` is writable or `timeout` passes; true if it is writable (or has an error
+/// or hang-up to report, which the next write or `take_error` then tells). Used only where
+/// blocking is right: at start-up (a syslog TCP connect) and at shutdown (a busy receiver).
+pub(crate) fn wait_writable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for an fd borrowed for the call; an error or a timeout is
+    // reported as not writable.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

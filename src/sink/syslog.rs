@@ -18,13 +18,15 @@
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 use super::{SinkError, SyslogAddr};
@@ -326,27 +328,18 @@ impl SyslogSink {
 
     /// True if the stream connection's receiver closed it (recv peeks EOF or an error).
     fn stream_closed_by_peer(&self) -> bool {
-        let Some(fd) = self
-            .raw_fd()
-            .filter(|_| matches!(self.conn, Some(Conn::Tcp(_) | Conn::Stream(_))))
-        else {
-            return false;
+        let socket = match &self.conn {
+            Some(Conn::Tcp(s)) => SockRef::from(s),
+            Some(Conn::Stream(s)) => SockRef::from(s),
+            _ => return false,
         };
-        let mut byte = 0u8;
-        // SAFETY: a valid fd and a one-byte buffer; MSG_PEEK leaves any data in place.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            return n == 0;
+        let mut byte = [MaybeUninit::uninit()];
+        // MSG_PEEK leaves any data in place; MSG_DONTWAIT although the socket is non-blocking
+        // already, as a guard.
+        match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
         }
-        let err = io::Error::last_os_error();
-        !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
     }
 
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -532,15 +525,8 @@ fn lookup(host_port: &str) -> Result<SocketAddr> {
 /// At start-up only: waits (at most 5 s) for a TCP connect to finish, so a receiver that is
 /// not there fails the start with a clear error.
 fn wait_connected(socket: &Socket, addr: &SyslogAddr) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, 5000) };
-    if ready <= 0 {
+    use std::os::fd::AsFd;
+    if !super::wait_writable(socket.as_fd(), Duration::from_secs(5)) {
         bail!("connecting to {addr}: timed out");
     }
     match socket.take_error() {

@@ -1,0 +1,259 @@
+//! Datagram sockets (UDP): each datagram is whole, so its lines are records and so is a last
+//! line without LF; nothing carries over to the next one.
+//!
+//! Readiness is edge-triggered, as for connections: a socket is `readable` from its event until
+//! a receive returns `WouldBlock`, and gets `DATAGRAM_BUDGET` datagrams per turn. At shutdown
+//! each socket is read until it is empty, for at most `DATAGRAM_DRAIN` after the stop signal:
+//! `SIOCINQ` tells only the size of a UDP socket's next datagram, not how many wait, and
+//! senders that keep sending keep the socket from ever running empty.
+//!
+//! A new kind of datagram socket is a new `DatagramSocket` variant with its `recv`, which
+//! writes the peer as it appears in records.
+
+use std::io::{self, ErrorKind};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+
+use crate::connection::write_peer;
+use crate::diag::{error, info};
+
+/// Datagrams one socket gets per turn.
+pub const DATAGRAM_BUDGET: usize = 256;
+/// How long the drain reads a datagram socket at most. What a UDP socket's full 4 MiB buffer
+/// holds at the stop signal takes under 0.1 s to record even in a debug build.
+pub const DATAGRAM_DRAIN: Duration = Duration::from_secs(1);
+
+/// A socket that receives whole datagrams.
+pub enum DatagramSocket {
+    Udp(UdpSocket),
+}
+
+impl DatagramSocket {
+    /// Receives one datagram into `buf`; `peer` is set to its sender as written in records.
+    #[inline]
+    pub fn recv(&self, buf: &mut [u8], peer: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            DatagramSocket::Udp(socket) => {
+                let (n, from) = socket.recv_from(buf)?;
+                peer.clear();
+                write_peer(peer, from);
+                Ok(n)
+            }
+        }
+    }
+
+    /// The bound address as named in `listening on` messages.
+    fn local_name(&self) -> io::Result<String> {
+        match self {
+            DatagramSocket::Udp(socket) => Ok(format!("udp {}", socket.local_addr()?)),
+        }
+    }
+
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            DatagramSocket::Udp(socket) => registry.register(socket, token, Interest::READABLE),
+        }
+    }
+}
+
+impl From<std::net::UdpSocket> for DatagramSocket {
+    fn from(socket: std::net::UdpSocket) -> DatagramSocket {
+        DatagramSocket::Udp(UdpSocket::from_std(socket))
+    }
+}
+
+/// One datagram socket and whether it may hold unread datagrams.
+struct Port {
+    socket: DatagramSocket,
+    /// As named in messages.
+    name: String,
+    readable: bool,
+}
+
+/// What one receive brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A datagram of this many bytes (in the buffer; its sender in `peer`).
+    Datagram(usize),
+    /// None waits: the socket is not readable until its next event.
+    Empty,
+    /// The receive failed (logged): an error to count; wait for the next event.
+    Failed,
+}
+
+/// All datagram sockets, with the drain's deadline.
+pub struct Datagrams {
+    ports: Vec<Port>,
+    /// While the drain reads them: when it stops.
+    drain_until: Option<Instant>,
+}
+
+impl Datagrams {
+    /// Registers `sockets` (with their names) under consecutive tokens from `first`.
+    pub fn new(
+        sockets: Vec<(DatagramSocket, String)>,
+        registry: &Registry,
+        first: usize,
+    ) -> Result<Datagrams> {
+        let mut ports = Vec::new();
+        for (i, (mut socket, name)) in sockets.into_iter().enumerate() {
+            socket
+                .register(registry, Token(first + i))
+                .with_context(|| format!("registering {name}"))?;
+            // Datagrams may have arrived before registration (socket activation).
+            ports.push(Port {
+                socket,
+                name,
+                readable: true,
+            });
+        }
+        Ok(Datagrams {
+            ports,
+            drain_until: None,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// `listening on udp 127.0.0.1:5140` for each socket.
+    pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
+        self.ports.iter().map(|p| match p.socket.local_name() {
+            Ok(name) => format!("listening on {name}"),
+            Err(_) => format!("listening on {}", p.name),
+        })
+    }
+
+    /// Socket `index` had a readiness event.
+    pub fn mark_readable(&mut self, index: usize) {
+        self.ports[index].readable = true;
+    }
+
+    /// True if some socket may hold unread datagrams.
+    pub fn unread(&self) -> bool {
+        self.ports.iter().any(|p| p.readable)
+    }
+
+    /// True if socket `index` may hold unread datagrams: it gets a turn.
+    pub fn is_readable(&self, index: usize) -> bool {
+        self.ports[index].readable
+    }
+
+    /// Receives one datagram from socket `index` into `buf`, its sender into `peer`.
+    pub fn recv(&mut self, index: usize, buf: &mut [u8], peer: &mut Vec<u8>) -> Received {
+        let port = &mut self.ports[index];
+        loop {
+            match port.socket.recv(buf, peer) {
+                Ok(n) => return Received::Datagram(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    port.readable = false;
+                    return Received::Empty;
+                }
+                // A signal arrived during the receive; nothing was lost.
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Nothing a sender does makes a receive fail; wait for the next event.
+                    error!("receiving on {}: {e}", port.name);
+                    port.readable = false;
+                    return Received::Failed;
+                }
+            }
+        }
+    }
+
+    /// The stop signal came at `now`: read every socket until it is empty, for at most
+    /// `DATAGRAM_DRAIN`.
+    pub fn start_drain(&mut self, now: Instant) {
+        self.drain_until = Some(now + DATAGRAM_DRAIN);
+        for p in &mut self.ports {
+            p.readable = true;
+        }
+    }
+
+    /// While the drain reads sockets that have not run empty: when it stops reading them.
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        self.drain_until.filter(|_| self.unread())
+    }
+
+    /// Ends the drain's reading at its deadline: sockets still readable are left alone (said
+    /// for each). True once no socket is read any more.
+    pub fn drain_done(&mut self, now: Instant) -> bool {
+        if self.drain_deadline().is_some_and(|until| now >= until) {
+            for p in self.ports.iter_mut().filter(|p| p.readable) {
+                p.readable = false;
+                info!(
+                    "stopped reading {} {} s after the stop signal, datagrams still coming in; \
+                     those left in its buffer are not recorded",
+                    p.name,
+                    DATAGRAM_DRAIN.as_secs()
+                );
+            }
+        }
+        !self.unread()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::Poll;
+    use std::net::SocketAddr;
+
+    fn bound() -> (Datagrams, Poll, std::net::UdpSocket, SocketAddr) {
+        let poll = Poll::new().unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let sockets = vec![(DatagramSocket::from(socket), format!("udp {addr}"))];
+        let datagrams = Datagrams::new(sockets, poll.registry(), 5).unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        (datagrams, poll, sender, addr)
+    }
+
+    /// A socket starts readable (datagrams may predate registration), gives its datagrams
+    /// with their sender, and is not readable once a receive finds none, until its next event.
+    #[test]
+    fn readable_until_empty() {
+        let (mut d, _poll, sender, addr) = bound();
+        assert!(d.unread());
+        sender.send_to(b"one\ntwo", addr).unwrap();
+        let (mut buf, mut peer) = (vec![0; 100], Vec::new());
+        assert_eq!(d.recv(0, &mut buf, &mut peer), Received::Datagram(7));
+        assert_eq!(&buf[..7], b"one\ntwo");
+        assert_eq!(peer, sender.local_addr().unwrap().to_string().as_bytes());
+        assert_eq!(d.recv(0, &mut buf, &mut peer), Received::Empty);
+        assert!(!d.unread());
+        assert!(!d.is_readable(0));
+        d.mark_readable(0);
+        assert!(d.is_readable(0));
+    }
+
+    /// The drain reads every socket again; one that runs empty is done; one still readable at
+    /// `DATAGRAM_DRAIN` is left, and then the drain is done too.
+    #[test]
+    fn drain_is_bounded() {
+        let (mut d, _poll, _sender, _) = bound();
+        let start = Instant::now();
+        assert_eq!(d.drain_deadline(), None, "no drain before the stop signal");
+        d.start_drain(start);
+        assert!(d.unread());
+        assert_eq!(d.drain_deadline(), Some(start + DATAGRAM_DRAIN));
+        assert!(!d.drain_done(start + DATAGRAM_DRAIN / 2));
+        assert!(d.drain_done(start + DATAGRAM_DRAIN));
+        assert!(!d.unread());
+        assert_eq!(d.drain_deadline(), None, "no more wake-ups once done");
+        // Ran empty before the deadline: done at once.
+        d.start_drain(start);
+        let (mut buf, mut peer) = (vec![0; 10], Vec::new());
+        assert_eq!(d.recv(0, &mut buf, &mut peer), Received::Empty);
+        assert!(d.drain_done(start));
+    }
+}

@@ -1,0 +1,107 @@
+//! Listening stream sockets, as the event loop sees them: each accepts into a `Stream` and
+//! the peer as written in records. A new kind of listener is a new `Listener` variant (its
+//! `accept`, its name, its registration), with a matching `Stream` variant in connection.rs;
+//! the loop, the accept gate and the connections stay as they are.
+
+use std::io;
+
+use anyhow::{Context, Result};
+
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+
+use crate::connection::{Stream, peer_text};
+
+pub enum Listener {
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Accepts one client: its stream and the peer as written in records
+    /// (`192.0.2.7:51234`).
+    pub fn accept(&self) -> io::Result<(Stream, Box<[u8]>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, addr) = l.accept()?;
+                Ok((Stream::Tcp(stream), peer_text(addr).into_bytes().into()))
+            }
+        }
+    }
+
+    /// The bound address as named in `listening on` messages (port 0 resolved).
+    pub fn local_name(&self) -> io::Result<String> {
+        match self {
+            Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
+        }
+    }
+
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.deregister(l),
+        }
+    }
+}
+
+impl From<std::net::TcpListener> for Listener {
+    fn from(listener: std::net::TcpListener) -> Listener {
+        Listener::Tcp(TcpListener::from_std(listener))
+    }
+}
+
+/// The stream listeners, each with its name in messages, under consecutive tokens.
+pub struct StreamListeners {
+    list: Vec<(Listener, String)>,
+}
+
+impl StreamListeners {
+    /// Registers `listeners` (with their names) under consecutive tokens from `first`.
+    pub fn new(
+        listeners: Vec<(Listener, String)>,
+        registry: &Registry,
+        first: usize,
+    ) -> Result<StreamListeners> {
+        let mut list = listeners;
+        for (i, (listener, name)) in list.iter_mut().enumerate() {
+            listener
+                .register(registry, Token(first + i))
+                .with_context(|| format!("registering listener {name}"))?;
+        }
+        Ok(StreamListeners { list })
+    }
+
+    /// Listeners open (none once closed).
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Listener `index` and its name.
+    pub fn get(&self, index: usize) -> (&Listener, &str) {
+        let (listener, name) = &self.list[index];
+        (listener, name)
+    }
+
+    /// `listening on 127.0.0.1:5140` for each listener.
+    pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
+        self.list.iter().map(|(l, name)| match l.local_name() {
+            Ok(bound) => format!("listening on {bound}"),
+            Err(_) => format!("listening on {name}"),
+        })
+    }
+
+    /// Closes every listener (the drain): new clients are refused rather than left waiting.
+    pub fn close(&mut self, registry: &Registry) {
+        for (mut listener, _) in self.list.drain(..) {
+            let _ = listener.deregister(registry);
+        }
+    }
+}
