@@ -18,7 +18,9 @@ use std::os::unix::net::{UnixDatagram, UnixListener};
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::datagram::DatagramSocket;
 use crate::event_loop::MAX_LISTENERS;
+use crate::listener::Listener;
 use crate::unix::bind::{SocketFile, bind_dgram, bind_stream};
 use crate::unix::cred;
 use crate::unix::settings::UnixSettings;
@@ -68,6 +70,24 @@ pub struct Listeners {
     /// The socket files logsinkd created, to be removed at exit by dropping them (none for
     /// adopted sockets: systemd owns those).
     pub socket_files: Vec<SocketFile>,
+}
+
+/// Sockets of one kind, each with its name in messages.
+pub type Named<T> = Vec<(T, String)>;
+
+impl Listeners {
+    /// The sockets as the event loop serves them, each with its name in messages: the stream
+    /// listeners (TCP, then unix) and the datagram sockets (UDP, then unix). Take
+    /// `socket_files` first: they are dropped here.
+    pub fn into_parts(self) -> (Named<Listener>, Named<DatagramSocket>) {
+        fn convert<S, T: From<S>>(list: Vec<(S, String)>) -> impl Iterator<Item = (T, String)> {
+            list.into_iter()
+                .map(|(socket, name)| (T::from(socket), name))
+        }
+        let streams = convert(self.tcp).chain(convert(self.unix)).collect();
+        let datagrams = convert(self.udp).chain(convert(self.unix_dgram)).collect();
+        (streams, datagrams)
+    }
 }
 
 /// The sockets systemd passed, or `None` if it passed none. Fails, naming the socket, if one is
