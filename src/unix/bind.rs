@@ -4,14 +4,15 @@
 //! A path is only ever taken over from a socket nobody listens on: a path that exists and is
 //! not a socket (a file, a directory, a symbolic link) is refused, a socket something still
 //! listens on is refused as in use, and a stale one (left by a daemon that was killed) is
-//! removed, saying so. The socket is created with no access for anyone but its owner and only
-//! then given its mode, owner and group (`unix_mode`, `unix_owner`, `unix_group`), so no client
-//! outside them can connect in between. At exit the file is removed, if it is still the one
-//! logsinkd created.
+//! removed, saying so. The socket is created with its mode (`unix_mode`, through the umask
+//! during bind(2), so there is no chmod to race with), then given its owner and group
+//! (`unix_owner`, `unix_group`) by lchown(2), which never follows a symbolic link someone put in
+//! its place; until then only logsinkd's own user and group can connect. At exit the file is
+//! removed, if it is still the one logsinkd created.
 
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
@@ -101,7 +102,7 @@ fn bind_at(
     }
     clear_stale(&path)?;
     let addr = SockAddr::unix(&path)?;
-    with_umask(0o177, || socket.bind(&addr))?;
+    with_umask(!access.mode & 0o777, || socket.bind(&addr))?;
     let meta = std::fs::symlink_metadata(&path).context("reading the socket file")?;
     let file = SocketFile {
         path,
@@ -117,9 +118,6 @@ fn bind_at(
         )
         .context("changing the socket's owner")?;
     }
-    // Not through a symbolic link: `file.path` is the socket just created (lchown above).
-    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(access.mode))
-        .context("changing the socket's mode")?;
     Ok((socket, file))
 }
 
@@ -169,8 +167,11 @@ fn clear_stale(path: &Path) -> Result<()> {
 }
 
 /// Runs `f` with the process's umask set to `mask`, then restores it. The umask is
-/// process-wide: this runs at start-up, before any other thread exists.
+/// process-wide: the daemon binds at start-up, before any other thread exists; the lock keeps
+/// callers on several threads (unit tests) from getting each other's mask.
 fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _only_us = UMASK.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: umask cannot fail.
     let old = unsafe { libc::umask(mask) };
     let result = f();
