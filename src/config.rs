@@ -25,6 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::cli::Cli;
 use crate::format::Format;
 use crate::sink::Target;
+use crate::unix::settings::{RawUnix, UnixSettings};
 
 /// Default listen address: loopback only, so a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5140";
@@ -49,6 +50,9 @@ pub const MAX_IDLE_TIMEOUT: u64 = 365 * 24 * 60 * 60;
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub listen_udp: Vec<SocketAddr>,
+    /// Unix-domain sockets: `listen_unix`, `listen_unix_dgram`, `unix_*` (see unix/settings.rs).
+    #[serde(flatten)]
+    pub unix: UnixSettings,
     #[serde(serialize_with = "as_text")]
     pub output: Target,
     #[serde(serialize_with = "as_text")]
@@ -110,6 +114,31 @@ pub struct Raw {
     /// repeatable [default: none]
     #[arg(short = 'u', long, value_name = "ADDR")]
     listen_udp: Option<Vec<String>>,
+
+    /// Unix stream socket to listen on (lines, as over TCP), e.g. /run/logsinkd/in.sock;
+    /// repeatable [default: none]
+    #[arg(long, value_name = "PATH")]
+    listen_unix: Option<Vec<PathBuf>>,
+
+    /// Unix datagram socket to take messages on (each datagram one message, as over UDP; what
+    /// `logger -u PATH` sends); repeatable [default: none]
+    #[arg(long, value_name = "PATH")]
+    listen_unix_dgram: Option<Vec<PathBuf>>,
+
+    /// Mode of the unix sockets logsinkd creates, in octal, as a string in the file ("0660");
+    /// connecting needs write permission [default: 0660]
+    #[arg(long, value_name = "MODE")]
+    unix_mode: Option<String>,
+
+    /// Owner (name or uid) of the unix sockets logsinkd creates [default: the starting user]
+    #[arg(long, value_name = "USER")]
+    #[serde(default, deserialize_with = "name_text")]
+    unix_owner: Option<String>,
+
+    /// Group (name or gid) of the unix sockets logsinkd creates [default: the starting group]
+    #[arg(long, value_name = "GROUP")]
+    #[serde(default, deserialize_with = "name_text")]
+    unix_group: Option<String>,
 
     /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
     /// `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]
@@ -207,12 +236,24 @@ impl Raw {
             &self.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()]),
         )?;
         let listen_udp = addresses("listen_udp", &self.listen_udp.unwrap_or_default())?;
-        if listen.is_empty() && listen_udp.is_empty() {
-            bail!("key `listen`: at least one address is needed (or one in `listen_udp`)");
+        let unix = RawUnix {
+            listen: self.listen_unix,
+            listen_dgram: self.listen_unix_dgram,
+            mode: self.unix_mode,
+            owner: self.unix_owner,
+            group: self.unix_group,
         }
-        if listen.len() + listen_udp.len() > crate::event_loop::MAX_LISTENERS {
+        .resolve()?;
+        if listen.is_empty() && listen_udp.is_empty() && unix.sockets() == 0 {
             bail!(
-                "keys `listen` and `listen_udp`: at most {} addresses in all",
+                "key `listen`: at least one address is needed (or one in `listen_udp`, \
+                 `listen_unix` or `listen_unix_dgram`)"
+            );
+        }
+        if listen.len() + listen_udp.len() + unix.sockets() > crate::event_loop::MAX_LISTENERS {
+            bail!(
+                "keys `listen`, `listen_udp`, `listen_unix` and `listen_unix_dgram`: at most {} \
+                 sockets in all",
                 crate::event_loop::MAX_LISTENERS
             );
         }
@@ -269,6 +310,7 @@ impl Raw {
         Ok(Config {
             listen,
             listen_udp,
+            unix,
             output,
             format,
             max_line,
@@ -298,23 +340,35 @@ fn addresses(key: &str, list: &[String]) -> Result<Vec<SocketAddr>> {
 /// `max_line` in the file: an integer (bytes) or a string with a suffix (`"64K"`), kept as
 /// text like the command line's `--max-line 64K`, for `parse_size` to check.
 fn size_text<'de, D: Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
-    struct SizeText;
-    impl serde::de::Visitor<'_> for SizeText {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a number of bytes or a string such as \"64K\"")
-        }
-        fn visit_i64<E>(self, n: i64) -> Result<String, E> {
-            Ok(n.to_string())
-        }
-        fn visit_u64<E>(self, n: u64) -> Result<String, E> {
-            Ok(n.to_string())
-        }
-        fn visit_str<E>(self, text: &str) -> Result<String, E> {
-            Ok(text.to_owned())
-        }
+    value
+        .deserialize_any(NumberOrText("a number of bytes or a string such as \"64K\""))
+        .map(Some)
+}
+
+/// `unix_owner`, `unix_group` in the file: a name, or a number (`0` and `"0"` alike).
+fn name_text<'de, D: Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
+    value
+        .deserialize_any(NumberOrText("a name or a number"))
+        .map(Some)
+}
+
+/// Takes an integer or a string as text; says what it expects.
+struct NumberOrText(&'static str);
+
+impl serde::de::Visitor<'_> for NumberOrText {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
-    value.deserialize_any(SizeText).map(Some)
+    fn visit_i64<E>(self, n: i64) -> Result<String, E> {
+        Ok(n.to_string())
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<String, E> {
+        Ok(n.to_string())
+    }
+    fn visit_str<E>(self, text: &str) -> Result<String, E> {
+        Ok(text.to_owned())
+    }
 }
 
 /// `65536`, `64K`, `64k`, `1M`, `64KiB`.
@@ -431,7 +485,7 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 13, "{keys:?}");
+        assert_eq!(keys.len(), 18, "{keys:?}");
         for key in &keys {
             let err = format!("{:#}", load(&format!("{key} = {{}}")).unwrap_err());
             assert!(
@@ -483,7 +537,9 @@ mod tests {
             .unwrap();
         let again = load(&c.to_string()).unwrap();
         assert_eq!(again.to_string(), c.to_string());
-        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\noutput = \"syslog+tcp://127.0.0.1:514\"\n\
+        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\nlisten_unix = [\"/run/in.sock\"]\n\
+                   listen_unix_dgram = []\nunix_mode = \"0620\"\nunix_owner = \"root\"\n\
+                   unix_group = \"0\"\noutput = \"syslog+tcp://127.0.0.1:514\"\n\
                    format = \"json\"\nmax_line = 1048576\nforeground = true\n\
                    pid_file = \"/run/x.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
                    syslog_facility = \"local3\"\nmax_connections = 10\nbacklog = 5\n\

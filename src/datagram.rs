@@ -19,6 +19,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::connection::write_peer;
 use crate::diag::{error, info};
+use crate::unix::transport::UnixDgram;
 
 /// Datagrams one socket gets per turn.
 pub const DATAGRAM_BUDGET: usize = 256;
@@ -29,6 +30,8 @@ pub const DATAGRAM_DRAIN: Duration = Duration::from_secs(1);
 /// A socket that receives whole datagrams.
 pub enum DatagramSocket {
     Udp(UdpSocket),
+    /// Its senders' peer is their credentials (`unix:pid=1234,uid=1000`).
+    Unix(UnixDgram),
 }
 
 impl DatagramSocket {
@@ -42,6 +45,7 @@ impl DatagramSocket {
                 write_peer(peer, from);
                 Ok(n)
             }
+            DatagramSocket::Unix(socket) => socket.recv(buf, peer),
         }
     }
 
@@ -49,13 +53,21 @@ impl DatagramSocket {
     fn local_name(&self) -> io::Result<String> {
         match self {
             DatagramSocket::Udp(socket) => Ok(format!("udp {}", socket.local_addr()?)),
+            DatagramSocket::Unix(socket) => socket.local_name(),
         }
     }
 
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
             DatagramSocket::Udp(socket) => registry.register(socket, token, Interest::READABLE),
+            DatagramSocket::Unix(d) => registry.register(&mut d.socket, token, Interest::READABLE),
         }
+    }
+}
+
+impl From<std::os::unix::net::UnixDatagram> for DatagramSocket {
+    fn from(socket: std::os::unix::net::UnixDatagram) -> DatagramSocket {
+        DatagramSocket::Unix(UnixDgram::new(mio::net::UnixDatagram::from_std(socket)))
     }
 }
 

@@ -34,10 +34,10 @@ use signal_hook_mio::v1_0::Signals;
 use crate::accept_gate::{AcceptGate, is_client_side};
 use crate::connection::{Status, Stream};
 use crate::connections::Connections;
-use crate::datagram::{DATAGRAM_BUDGET, DatagramSocket, Datagrams, Received};
+use crate::datagram::{DATAGRAM_BUDGET, Datagrams, Received};
 use crate::diag::{error, info, warning};
 use crate::listen::Listeners;
-use crate::listener::{Listener, StreamListeners};
+use crate::listener::StreamListeners;
 use crate::notify::Notifier;
 use crate::output::{FLUSH_AT, Output};
 use crate::recorder::{Framing, Recorder};
@@ -142,13 +142,9 @@ impl Server {
         registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
         // Each kind of socket becomes a `Listener` or a `DatagramSocket`; the loop serves
         // them all alike.
-        let streams = listeners.tcp.into_iter();
-        let streams = streams.map(|(l, name)| (Listener::from(l), name));
-        let streams = StreamListeners::new(streams.collect(), registry, FIRST_LISTENER)?;
-        let sockets = listeners.udp.into_iter();
-        let sockets = sockets.map(|(s, name)| (DatagramSocket::from(s), name));
-        let datagrams =
-            Datagrams::new(sockets.collect(), registry, FIRST_LISTENER + streams.len())?;
+        let (streams, sockets) = listeners.into_parts();
+        let streams = StreamListeners::new(streams, registry, FIRST_LISTENER)?;
+        let datagrams = Datagrams::new(sockets, registry, FIRST_LISTENER + streams.len())?;
         Ok(Server {
             listeners: streams,
             gate: AcceptGate::new(settings.max_connections),

@@ -54,3 +54,4 @@ pub mod recorder;
 mod simd;
 pub mod sink;
 pub mod stats;
+pub mod unix;

@@ -1,20 +1,29 @@
-//! Getting the listening sockets: bound here (`--listen` for TCP, `--listen-udp` for UDP), or
+//! Getting the listening sockets: bound here (`--listen` for TCP, `--listen-udp` for UDP,
+//! `--listen-unix` and `--listen-unix-dgram` for unix-domain sockets, see unix/bind.rs), or
 //! adopted from systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, see
-//! sd_listen_fds(3)): `ListenStream=` sockets are TCP listeners, `ListenDatagram=` ones UDP.
-//! Passed sockets logsinkd cannot serve are refused at start, naming them, rather than taken and
-//! then failed: unix-domain sockets (a path in `ListenStream=`), sockets of other families
-//! and types, and more sockets than the event loop has tokens for (`MAX_LISTENERS`).
+//! sd_listen_fds(3)) by domain and type: a `ListenStream=` socket is a TCP or unix stream
+//! listener, a `ListenDatagram=` one a UDP or unix datagram socket. Passed sockets logsinkd
+//! cannot serve are refused at start, naming them, rather than taken and then failed: sockets
+//! of other families and types (`ListenSequentialPacket=`, netlink, ...), and more sockets than
+//! the event loop has tokens for (`MAX_LISTENERS`). Adopted unix sockets belong to systemd:
+//! logsinkd never removes their files.
 //!
 //! Both happen before daemonizing and before dropping privileges, so a port below 1024 works
 //! and "address in use" reaches the person who typed the command.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, FromRawFd};
+use std::os::unix::net::{UnixDatagram, UnixListener};
 
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::datagram::DatagramSocket;
 use crate::event_loop::MAX_LISTENERS;
+use crate::listener::Listener;
+use crate::unix::bind::{SocketFile, bind_dgram, bind_stream};
+use crate::unix::cred;
+use crate::unix::settings::UnixSettings;
 
 /// Binds one TCP listener with the given backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
@@ -54,10 +63,36 @@ pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket> {
 pub struct Listeners {
     pub tcp: Vec<(TcpListener, String)>,
     pub udp: Vec<(UdpSocket, String)>,
+    /// Unix stream listeners: `unix /run/logsinkd/in.sock`.
+    pub unix: Vec<(UnixListener, String)>,
+    /// Unix datagram sockets, with `SO_PASSCRED` set: `unix-dgram /dev/log`.
+    pub unix_dgram: Vec<(UnixDatagram, String)>,
+    /// The socket files logsinkd created, to be removed at exit by dropping them (none for
+    /// adopted sockets: systemd owns those).
+    pub socket_files: Vec<SocketFile>,
+}
+
+/// Sockets of one kind, each with its name in messages.
+pub type Named<T> = Vec<(T, String)>;
+
+impl Listeners {
+    /// The sockets as the event loop serves them, each with its name in messages: the stream
+    /// listeners (TCP, then unix) and the datagram sockets (UDP, then unix). Take
+    /// `socket_files` first: they are dropped here.
+    pub fn into_parts(self) -> (Named<Listener>, Named<DatagramSocket>) {
+        fn convert<S, T: From<S>>(list: Vec<(S, String)>) -> impl Iterator<Item = (T, String)> {
+            list.into_iter()
+                .map(|(socket, name)| (T::from(socket), name))
+        }
+        let streams = convert(self.tcp).chain(convert(self.unix)).collect();
+        let datagrams = convert(self.udp).chain(convert(self.unix_dgram)).collect();
+        (streams, datagrams)
+    }
 }
 
 /// The sockets systemd passed, or `None` if it passed none. Fails, naming the socket, if one is
-/// not a TCP listener or a UDP socket, and if there are more than `MAX_LISTENERS`.
+/// not a TCP or unix stream listener or a UDP or unix datagram socket, and if there are more
+/// than `MAX_LISTENERS`.
 pub fn from_systemd() -> Result<Option<Listeners>> {
     let fds = sd_notify::listen_fds_with_names().context("reading LISTEN_FDS")?;
     if fds.len() == 0 {
@@ -76,33 +111,47 @@ pub fn from_systemd() -> Result<Option<Listeners>> {
     for (fd, name) in fds {
         // SAFETY: sd_listen_fds(3) hands these descriptors to this process; nothing else owns them.
         let socket = unsafe { Socket::from_raw_fd(fd) };
-        let local = socket.local_addr().ok();
+        let at = describe(socket.local_addr().ok().as_ref());
         // `unknown` is what sd_listen_fds_with_names(3) gives without LISTEN_FDNAMES.
         let what = match name.as_str() {
-            "unknown" => format!("fd {fd} at {}", describe(local.as_ref())),
-            name => format!("fd {fd} `{name}` at {}", describe(local.as_ref())),
+            "unknown" => format!("fd {fd} at {at}"),
+            name => format!("fd {fd} `{name}` at {at}"),
         };
-        // Only IP sockets: the event loop serves TCP and UDP (peers are IP addresses); a unix
-        // listener would be taken as TCP, its every client accepted and then dropped.
+        // By domain and type: each kind of socket is served by its own code (peers are IP
+        // addresses or unix credentials), so a socket is never taken for another kind.
         let domain = socket.domain().ok();
-        if !matches!(domain, Some(Domain::IPV4 | Domain::IPV6)) {
-            bail!(
-                "socket activation: {what} is {}; logsinkd serves only TCP and UDP sockets \
-                 (ListenStream= and ListenDatagram= with an IP address and port)",
+        let unix = match domain {
+            Some(Domain::IPV4 | Domain::IPV6) => false,
+            Some(Domain::UNIX) => true,
+            _ => bail!(
+                "socket activation: {what} is {}; logsinkd serves only TCP, UDP and unix-domain \
+                 sockets (ListenStream= and ListenDatagram= with an IP address and port, or a \
+                 path)",
                 match domain {
-                    Some(Domain::UNIX) => "a unix-domain socket".to_string(),
                     Some(d) => format!("a socket of address family {}", libc::c_int::from(d)),
                     None => "not a socket".to_string(),
                 }
-            );
-        }
+            ),
+        };
         let kind = socket.r#type().ok();
         let listening = socket.is_listener().unwrap_or(false);
         socket
             .set_nonblocking(true)
             .with_context(|| format!("socket activation: {what}"))?;
         match kind {
+            Some(Type::STREAM) if listening && unix => {
+                listeners.unix.push((socket.into(), format!("unix {at}")))
+            }
             Some(Type::STREAM) if listening => listeners.tcp.push((socket.into(), name)),
+            Some(Type::DGRAM) if unix => {
+                // Datagrams sent before this carry no credentials (`unix:unknown`): the unit
+                // should say `PassCredentials=yes`, which sets it before the first one.
+                cred::pass_cred(socket.as_fd())
+                    .with_context(|| format!("socket activation: {what}: setting SO_PASSCRED"))?;
+                listeners
+                    .unix_dgram
+                    .push((socket.into(), format!("unix-dgram {at}")));
+            }
             Some(Type::DGRAM) => listeners.udp.push((socket.into(), name)),
             _ => bail!(
                 "socket activation: {what} is neither a listening stream socket nor \
@@ -136,9 +185,15 @@ fn describe(addr: Option<&SockAddr>) -> String {
     }
 }
 
-/// Binds the configured addresses.
-pub fn bind_all(tcp: &[SocketAddr], udp: &[SocketAddr], backlog: u32) -> Result<Listeners> {
-    Ok(Listeners {
+/// Binds the configured addresses and paths. On failure, the socket files already created
+/// are removed again.
+pub fn bind_all(
+    tcp: &[SocketAddr],
+    udp: &[SocketAddr],
+    unix: &UnixSettings,
+    backlog: u32,
+) -> Result<Listeners> {
+    let mut listeners = Listeners {
         tcp: tcp
             .iter()
             .map(|&addr| Ok((bind(addr, backlog)?, addr.to_string())))
@@ -147,5 +202,21 @@ pub fn bind_all(tcp: &[SocketAddr], udp: &[SocketAddr], backlog: u32) -> Result<
             .iter()
             .map(|&addr| Ok((bind_udp(addr)?, format!("udp {addr}"))))
             .collect::<Result<_>>()?,
-    })
+        ..Listeners::default()
+    };
+    for path in &unix.listen {
+        let (socket, file) = bind_stream(path, backlog, &unix.access)?;
+        listeners
+            .unix
+            .push((socket, format!("unix {}", file.path().display())));
+        listeners.socket_files.push(file);
+    }
+    for path in &unix.listen_dgram {
+        let (socket, file) = bind_dgram(path, &unix.access)?;
+        listeners
+            .unix_dgram
+            .push((socket, format!("unix-dgram {}", file.path().display())));
+        listeners.socket_files.push(file);
+    }
+    Ok(listeners)
 }

@@ -7,13 +7,16 @@ use std::io;
 
 use anyhow::{Context, Result};
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 
 use crate::connection::{Stream, peer_text};
+use crate::unix::transport;
 
 pub enum Listener {
     Tcp(TcpListener),
+    /// Its clients' peer is their credentials (`unix:pid=1234,uid=1000`).
+    Unix(UnixListener),
 }
 
 impl Listener {
@@ -25,6 +28,7 @@ impl Listener {
                 let (stream, addr) = l.accept()?;
                 Ok((Stream::Tcp(stream), peer_text(addr).into_bytes().into()))
             }
+            Listener::Unix(l) => transport::accept(l).map(|(s, peer)| (Stream::Unix(s), peer)),
         }
     }
 
@@ -32,18 +36,21 @@ impl Listener {
     pub fn local_name(&self) -> io::Result<String> {
         match self {
             Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Listener::Unix(l) => transport::listener_name(l),
         }
     }
 
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Unix(l) => registry.register(l, token, Interest::READABLE),
         }
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => registry.deregister(l),
+            Listener::Unix(l) => registry.deregister(l),
         }
     }
 }
@@ -103,5 +110,11 @@ impl StreamListeners {
         for (mut listener, _) in self.list.drain(..) {
             let _ = listener.deregister(registry);
         }
+    }
+}
+
+impl From<std::os::unix::net::UnixListener> for Listener {
+    fn from(listener: std::os::unix::net::UnixListener) -> Listener {
+        Listener::Unix(UnixListener::from_std(listener))
     }
 }

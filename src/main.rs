@@ -71,10 +71,17 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     let mut pid_file = pid_path
         .map(|path| daemon::PidFile::lock(&path, identity.as_ref()))
         .transpose()?;
-    let listeners = match listen::from_systemd()? {
+    let mut listeners = match listen::from_systemd()? {
         Some(adopted) => adopted,
-        None => listen::bind_all(&config.listen, &config.listen_udp, config.backlog)?,
+        None => listen::bind_all(
+            &config.listen,
+            &config.listen_udp,
+            &config.unix,
+            config.backlog,
+        )?,
     };
+    // Removed at exit (any return from here on), like the pid file.
+    let socket_files = std::mem::take(&mut listeners.socket_files);
     let owner = identity.as_ref().map(|id| (id.uid, id.gid));
     let sink = Sink::open(
         &config.output,
@@ -139,6 +146,7 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     readiness.ready();
 
     let result = server.run();
+    drop(socket_files);
     drop(pid_file);
     let summary = result?;
     if summary.unwritten > 0 {

@@ -404,7 +404,7 @@ fn find_record(bytes: &[u8], text: &str) -> Option<usize> {
         .map(|(at, _)| at)
 }
 
-fn raise_own_fd_limit() {
+pub fn raise_own_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -17,4 +17,5 @@ mod syslog_faults;
 mod systemd;
 mod systemd_notify;
 mod udp;
+mod unix;
 mod util;

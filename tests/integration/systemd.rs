@@ -9,6 +9,7 @@ mod package;
 mod parse;
 mod rotation;
 mod sandbox;
+mod unix;
 
 use std::io::Write;
 use std::net::TcpStream;

@@ -372,7 +372,7 @@ fn exposure_scores_meet_targets() {
 }
 
 /// Installs the shipped socket-activation drop-in as the README says, and reloads systemd.
-fn install_activation_drop_in(machine: &Machine) {
+pub(super) fn install_activation_drop_in(machine: &Machine) {
     machine.ok(
         "install",
         &[

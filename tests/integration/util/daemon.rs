@@ -316,6 +316,11 @@ impl ClassicDaemon {
             .unwrap();
         ClassicDaemon { addr, pid }
     }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the daemon this test started.
+        assert_eq!(unsafe { libc::kill(self.pid, signal) }, 0, "kill {signal}");
+    }
 }
 
 impl Drop for ClassicDaemon {
