@@ -341,7 +341,9 @@ fn addresses(key: &str, list: &[String]) -> Result<Vec<SocketAddr>> {
 /// text like the command line's `--max-line 64K`, for `parse_size` to check.
 fn size_text<'de, D: Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
     value
-        .deserialize_any(NumberOrText("a number of bytes or a string such as \"64K\""))
+        .deserialize_any(NumberOrText(
+            "a number of bytes or a string such as \"64K\"",
+        ))
         .map(Some)
 }
 
