@@ -6,6 +6,7 @@
 //! The modules in the order a received line passes through them:
 //!
 //! - `listen`: the listening sockets, bound or adopted from systemd socket activation.
+//! - `unix`: unix-domain sockets: settings, binding at a path, peer credentials.
 //! - `event_loop`: one poll, dispatch by token, turns, flush, signals; the shutdown drain.
 //! - `accept_gate`: when to accept: the connection cap and accept-error pauses.
 //! - `listener`: stream listeners, accepting into a `Stream` with its peer text.
