@@ -363,29 +363,9 @@ fn many_unix_clients_bounded_memory() {
             "4096",
         ],
     );
-    let base = peak_rss_kib(d.pid());
-    let n = 10_000;
-    let clients: Vec<UnixStream> = (0..n)
-        .map(|i| {
-            let mut s = UnixStream::connect(&path).unwrap();
-            s.write_all(format!("{i:05} {}", "p".repeat(94)).as_bytes())
-                .unwrap();
-            s
-        })
-        .collect();
-    let stats = d.wait_for_stats(&format!("bytes={}", n * 100));
-    assert!(stats.contains(&format!("open={n}")), "{stats}");
-    let peak = peak_rss_kib(d.pid());
-    drop(clients);
-    let lines = d.wait_for_lines(n);
-    assert_eq!(d.stop().code(), Some(0));
-    assert_eq!(lines.len(), n);
-    assert!(lines.iter().all(|l| l.len() == 100));
-    eprintln!("10,000 unix partial lines: peak RSS {peak} KiB (base {base} KiB)");
-    assert!(
-        peak - base < n as u64,
-        "peak {peak} KiB, base {base} KiB: over 1 KiB per connection"
-    );
+    crate::limits::many_partial_lines_within_bound(&mut d, "unix", || {
+        UnixStream::connect(&path).unwrap()
+    });
 }
 
 /// SIGTERM with unread data in unix stream sockets and datagrams queued: everything sent
