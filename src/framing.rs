@@ -227,6 +227,48 @@ pub mod testing {
         )
     }
 
+    use super::{LineBuffer, Piece};
+
+    /// The records `push` makes of `chunks` (one read each), the final unfinished line
+    /// included; checks the buffer never holds more than `max_line`.
+    pub fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = LineBuffer::default();
+        for chunk in chunks {
+            buf.push(chunk, max_line, &mut |l: &[u8]| out.push(l.to_vec()));
+            assert!(buf.pending() <= max_line, "buffer over max_line");
+        }
+        buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
+        out
+    }
+
+    /// `frame` through `push_pieces`, each run of lines expanded into its records.
+    pub fn frame_pieces(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = LineBuffer::default();
+        for chunk in chunks {
+            buf.push_pieces(chunk, max_line, &mut |piece| match piece {
+                Piece::Line(l) => out.push(l.to_vec()),
+                Piece::Lines(run, count) => expand(&mut out, run, count),
+            });
+            assert!(buf.pending() <= max_line, "buffer over max_line");
+        }
+        buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
+        out
+    }
+
+    /// Splits a run of whole lines (`Piece::Lines`) into its records, checking it ends in LF
+    /// and its count.
+    pub fn expand(out: &mut Vec<Vec<u8>>, run: &[u8], count: u64) {
+        if run.is_empty() {
+            return assert_eq!(count, 0, "empty run count");
+        }
+        assert_eq!(run.last(), Some(&b'\n'), "a run ends in LF");
+        let lines: Vec<&[u8]> = run[..run.len() - 1].split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len() as u64, count, "run count");
+        out.extend(lines.into_iter().map(<[u8]>::to_vec));
+    }
+
     /// `data` cut into reads at the given offsets (clamped to its length, any order).
     pub fn split_at(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
@@ -244,42 +286,8 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{split_at, stream};
+    use super::testing::{frame, frame_pieces, split_at, stream};
     use super::*;
-
-    fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = LineBuffer::default();
-        for chunk in chunks {
-            buf.push(chunk, max_line, &mut |l: &[u8]| out.push(l.to_vec()));
-            assert!(buf.pending() <= max_line);
-        }
-        buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
-        out
-    }
-
-    /// `frame` through `push_pieces`, each `Piece::Lines` expanded into its records.
-    fn frame_pieces(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = LineBuffer::default();
-        for chunk in chunks {
-            buf.push_pieces(chunk, max_line, &mut |piece| match piece {
-                Piece::Line(l) => out.push(l.to_vec()),
-                Piece::Lines(run, count) => {
-                    assert_eq!(run.last(), Some(&b'\n'));
-                    assert_eq!(count as usize, run.iter().filter(|&&b| b == b'\n').count());
-                    out.extend(
-                        run[..run.len() - 1]
-                            .split(|&b| b == b'\n')
-                            .map(<[u8]>::to_vec),
-                    );
-                }
-            });
-            assert!(buf.pending() <= max_line);
-        }
-        buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
-        out
-    }
 
     fn lines(v: &[&str]) -> Vec<Vec<u8>> {
         v.iter().map(|s| s.as_bytes().to_vec()).collect()

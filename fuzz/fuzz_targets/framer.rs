@@ -7,44 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logsinkd::framing::testing::split_at;
 use logsinkd::framing::{LineBuffer, Piece};
-
-fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = LineBuffer::default();
-    for chunk in chunks {
-        buf.push(chunk, max_line, &mut |l: &[u8]| out.push(l.to_vec()));
-        assert!(buf.pending() <= max_line, "buffer over max_line");
-    }
-    buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
-    out
-}
-
-/// `frame` through `push_pieces`, each run of lines expanded into its records.
-fn frame_pieces(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = LineBuffer::default();
-    for chunk in chunks {
-        buf.push_pieces(chunk, max_line, &mut |piece| match piece {
-            Piece::Line(l) => out.push(l.to_vec()),
-            Piece::Lines(run, count) => expand(&mut out, run, count),
-        });
-        assert!(buf.pending() <= max_line, "buffer over max_line");
-    }
-    buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
-    out
-}
-
-/// Splits a run of whole lines into its records, checking its count.
-fn expand(out: &mut Vec<Vec<u8>>, run: &[u8], count: u64) {
-    if run.is_empty() {
-        return assert_eq!(count, 0, "empty run count");
-    }
-    let lines: Vec<&[u8]> = run[..run.len() - 1].split(|&b| b == b'\n').collect();
-    assert_eq!(lines.len() as u64, count, "run count");
-    out.extend(lines.into_iter().map(<[u8]>::to_vec));
-}
+use logsinkd::framing::testing::{expand, frame, frame_pieces, split_at};
 
 /// `frame` as raw output to a file does it: the unfinished line and the new bytes framed in
 /// place where possible, else the new bytes through `push_pieces`.
