@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use daemonize::{Daemonize, Outcome};
 
-use crate::sink::{chown_to, open_regular};
+use crate::sink::{FileId, chown_to, file_id, open_regular, still_names};
 
 /// The daemon's end of the readiness pipe; `None` in the foreground.
 pub struct Readiness(Option<PipeWriter>);
@@ -105,7 +105,7 @@ pub struct PidFile {
     file: File,
     /// Device and inode of the file, so that the removal at exit never deletes another file
     /// put in its place.
-    id: (u64, u64),
+    id: FileId,
 }
 
 impl PidFile {
@@ -159,7 +159,7 @@ impl PidFile {
         Ok(PidFile {
             path: path.to_path_buf(),
             file,
-            id: (meta.dev(), meta.ino()),
+            id: file_id(&meta),
         })
     }
 
@@ -200,9 +200,7 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let ours =
-            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
-        if !ours {
+        if !still_names(&self.path, self.id) {
             return;
         }
         if let Err(e) = std::fs::remove_file(&self.path) {

@@ -30,6 +30,19 @@ const BUF_CAPACITY: usize = 1 << 20;
 /// lands in the rotated file, rarely enough that a path that stays broken costs nothing.
 const REOPEN_RETRY: Duration = Duration::from_secs(1);
 
+/// A file as device and inode: what a path named when logsinkd created the file there.
+pub type FileId = (u64, u64);
+
+pub fn file_id(meta: &Metadata) -> FileId {
+    (meta.dev(), meta.ino())
+}
+
+/// True if `path` (not followed if it is a link) still names the file `id`: a file logsinkd
+/// created is removed at exit only then, never one someone put in its place.
+pub fn still_names(path: &Path, id: FileId) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| file_id(&m) == id)
+}
+
 /// The user and group that own the files logsinkd creates (`user`/`group`), so the daemon
 /// can still open them once it runs as that user.
 pub type Owner = (libc::uid_t, libc::gid_t);
@@ -45,10 +58,12 @@ pub struct FileSink {
     reopen_pending: Option<(Instant, u64)>,
 }
 
-/// What a path that is not a regular file is, for messages.
-fn kind(meta: &Metadata) -> &'static str {
+/// What the file at a path is, for messages (`... is a FIFO, not a regular file`).
+pub fn file_kind(meta: &Metadata) -> &'static str {
     let t = meta.file_type();
-    if t.is_symlink() {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_symlink() {
         "a symbolic link"
     } else if t.is_dir() {
         "a directory"
@@ -88,7 +103,7 @@ pub fn open_regular(path: &Path, options: &mut OpenOptions) -> Result<(File, Met
                         bail!(
                             "{} is {}, not a regular file{}",
                             path.display(),
-                            kind(&meta),
+                            file_kind(&meta),
                             link_note(&meta)
                         );
                     }
@@ -101,7 +116,11 @@ pub fn open_regular(path: &Path, options: &mut OpenOptions) -> Result<(File, Met
         .metadata()
         .with_context(|| format!("examining {}", path.display()))?;
     if !meta.file_type().is_file() {
-        bail!("{} is {}, not a regular file", path.display(), kind(&meta));
+        bail!(
+            "{} is {}, not a regular file",
+            path.display(),
+            file_kind(&meta)
+        );
     }
     // SAFETY: fcntl on an fd we own; F_SETFL with the flags it reported minus O_NONBLOCK.
     unsafe {

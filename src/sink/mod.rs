@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::format::Format;
-pub use file::{FileSink, Owner, chown_to, open_regular};
+pub use file::{FileId, FileSink, Owner, chown_to, file_id, file_kind, open_regular, still_names};
 pub use syslog::SyslogSink;
 pub(crate) use syslog::{UnixConn, connect_local};
 pub use syslog_addr::SyslogAddr;

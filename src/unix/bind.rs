@@ -12,7 +12,7 @@
 
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::diag::{self, Level};
+use crate::sink::{FileId, file_id, file_kind, still_names};
 use crate::unix::cred;
 use crate::unix::settings::Access;
 
@@ -32,7 +33,7 @@ const MAX_PATH: usize = 107;
 pub struct SocketFile {
     path: PathBuf,
     /// Device and inode of the socket created.
-    id: (u64, u64),
+    id: FileId,
 }
 
 impl SocketFile {
@@ -43,9 +44,7 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let same =
-            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
-        if !same {
+        if !still_names(&self.path, self.id) {
             return;
         }
         if let Err(e) = std::fs::remove_file(&self.path) {
@@ -106,7 +105,7 @@ fn bind_at(
     let meta = std::fs::symlink_metadata(&path).context("reading the socket file")?;
     let file = SocketFile {
         path,
-        id: (meta.dev(), meta.ino()),
+        id: file_id(&meta),
     };
     setup(&socket)?;
     socket.set_nonblocking(true)?;
@@ -129,18 +128,11 @@ fn clear_stale(path: &Path) -> Result<()> {
         Err(e) => return Err(e).context("checking the path"),
         Ok(meta) => meta,
     };
-    let kind = meta.file_type();
-    if !kind.is_socket() {
-        let what = if kind.is_symlink() {
-            "a symbolic link"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if kind.is_file() {
-            "a regular file"
-        } else {
-            "not a socket"
-        };
-        bail!("the path exists and is {what}, not a socket; logsinkd replaces only a stale socket");
+    if !meta.file_type().is_socket() {
+        bail!(
+            "the path exists and is {}, not a socket; logsinkd replaces only a stale socket",
+            file_kind(&meta)
+        );
     }
     // Whether anything listens: a connect of either type reaches a live socket (one of the
     // other type answers EPROTOTYPE), and only a socket nobody has open refuses it.
@@ -184,6 +176,7 @@ fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
 mod tests {
     use super::*;
     use crate::unix::settings::Named;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::net::UnixStream;
 
     fn access(mode: u32) -> Access {
