@@ -4,7 +4,7 @@
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -75,11 +75,7 @@ fn sigterm_records_unread_data_and_partial_line() {
     let unread = numbered_lines(1..4);
     busy.write_all(unread.trim_end_matches('\n').as_bytes())
         .unwrap();
-    d.signal(libc::SIGTERM);
-    let start = Instant::now();
-    d.signal(libc::SIGCONT);
-    let status = d.wait_exit(Duration::from_secs(5));
-    let took = start.elapsed();
+    let (status, took) = d.stop_paused(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
     assert_numbered(&file_texts(&[&d.out]), 0..4, Layout::Default);

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,20 @@ fn start(dir: &Path, extra: &[&str]) -> Daemon {
         d.log.wait_for_nth("listening on unix", sockets);
     }
     d
+}
+
+/// A daemon on a unix stream socket `dir/in.sock` and a unix datagram socket `dir/log`, with
+/// `extra` arguments; returns it and the two paths.
+fn start_stream_and_dgram(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf, PathBuf) {
+    let (path, dgram) = (dir.join("in.sock"), dir.join("log"));
+    let mut args = vec![
+        "--listen-unix",
+        path.to_str().unwrap(),
+        "--listen-unix-dgram",
+        dgram.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (start(dir, &args), path, dgram)
 }
 
 /// Runs util-linux `logger` with `args`, as this process or through `setpriv` as uid and gid
@@ -374,19 +388,7 @@ fn many_unix_clients_bounded_memory() {
 #[test]
 fn sigterm_drains_unix_clients() {
     let dir = temp_dir();
-    let path = dir.path().join("in.sock");
-    let dgram = dir.path().join("log");
-    let mut d = start(
-        dir.path(),
-        &[
-            "--listen-unix",
-            path.to_str().unwrap(),
-            "--listen-unix-dgram",
-            dgram.to_str().unwrap(),
-            "--format",
-            "raw",
-        ],
-    );
+    let (mut d, path, dgram) = start_stream_and_dgram(dir.path(), &["--format", "raw"]);
     let mut clients: Vec<UnixStream> = (0..20)
         .map(|_| UnixStream::connect(&path).unwrap())
         .collect();
@@ -406,11 +408,7 @@ fn sigterm_drains_unix_clients() {
             .send_to(format!("datagram {i}").as_bytes(), &dgram)
             .unwrap();
     }
-    d.signal(libc::SIGTERM);
-    let start = Instant::now();
-    d.signal(libc::SIGCONT);
-    let status = d.wait_exit(Duration::from_secs(5));
-    let took = start.elapsed();
+    let (status, took) = d.stop_paused(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
     let text = d.output();
@@ -438,17 +436,7 @@ fn sigterm_drains_unix_clients() {
 #[test]
 fn sigterm_during_a_unix_flood() {
     let dir = temp_dir();
-    let path = dir.path().join("in.sock");
-    let dgram = dir.path().join("log");
-    let mut d = start(
-        dir.path(),
-        &[
-            "--listen-unix",
-            path.to_str().unwrap(),
-            "--listen-unix-dgram",
-            dgram.to_str().unwrap(),
-        ],
-    );
+    let (mut d, path, dgram) = start_stream_and_dgram(dir.path(), &[]);
     let mut innocent = UnixStream::connect(&path).unwrap();
     innocent.write_all(b"innocent partial line").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -175,6 +175,17 @@ impl Daemon {
         self.wait_exit(within)
     }
 
+    /// Stops a daemon paused with SIGSTOP: the SIGTERM waits while it is stopped and SIGCONT
+    /// lets it act on it, so what was sent meanwhile sits unread in its sockets at the signal.
+    /// Returns the exit status (at most `within`) and how long the exit took from SIGTERM.
+    pub fn stop_paused(&mut self, within: Duration) -> (ExitStatus, Duration) {
+        self.signal(libc::SIGTERM);
+        let start = std::time::Instant::now();
+        self.signal(libc::SIGCONT);
+        let status = self.wait_exit(within);
+        (status, start.elapsed())
+    }
+
     pub fn stop(&mut self) -> ExitStatus {
         self.stop_within(DEADLINE)
     }
