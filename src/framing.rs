@@ -247,14 +247,25 @@ pub mod testing {
         let mut out = Vec::new();
         let mut buf = LineBuffer::default();
         for chunk in chunks {
-            buf.push_pieces(chunk, max_line, &mut |piece| match piece {
-                Piece::Line(l) => out.push(l.to_vec()),
-                Piece::Lines(run, count) => expand(&mut out, run, count),
-            });
-            assert!(buf.pending() <= max_line, "buffer over max_line");
+            push_expanding(&mut buf, chunk, max_line, &mut out);
         }
         buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
         out
+    }
+
+    /// One read through `push_pieces`, its records (runs expanded) appended to `out`; checks
+    /// the buffer never holds more than `max_line`.
+    pub fn push_expanding(
+        buf: &mut LineBuffer,
+        chunk: &[u8],
+        max_line: usize,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        buf.push_pieces(chunk, max_line, &mut |piece| match piece {
+            Piece::Line(l) => out.push(l.to_vec()),
+            Piece::Lines(run, count) => expand(out, run, count),
+        });
+        assert!(buf.pending() <= max_line, "buffer over max_line");
     }
 
     /// Splits a run of whole lines (`Piece::Lines`) into its records, checking it ends in LF

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logsinkd::framing::{LineBuffer, Piece};
-use logsinkd::framing::testing::{expand, frame, frame_pieces, split_at};
+use logsinkd::framing::LineBuffer;
+use logsinkd::framing::testing::{expand, frame, frame_pieces, push_expanding, split_at};
 
 /// `frame` as raw output to a file does it: the unfinished line and the new bytes framed in
 /// place where possible, else the new bytes through `push_pieces`.
@@ -24,11 +24,7 @@ fn frame_in_place(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
                 continue;
             }
         }
-        buf.push_pieces(chunk, max_line, &mut |piece| match piece {
-            Piece::Line(l) => out.push(l.to_vec()),
-            Piece::Lines(run, count) => expand(&mut out, run, count),
-        });
-        assert!(buf.pending() <= max_line, "buffer over max_line");
+        push_expanding(&mut buf, chunk, max_line, &mut out);
     }
     buf.finish(&mut |l: &[u8]| out.push(l.to_vec()));
     out
