@@ -4,6 +4,12 @@
 //! Every setting is both an option here and a key of the TOML config file: both come from the
 //! fields of `config::Raw`, flattened in below. A value given here wins over the file. Only
 //! the options that are not settings (`--config`, `--check-config`) are defined in this file.
+//!
+//! Short options are the ones administrators know from other daemons: `-c` config file (named,
+//! nginx), `-f` foreground (named, dhcpd), `-p` pid file, `-u` user and `-g` group (syslog-ng,
+//! named), `-t` test the configuration (sshd, nginx). Options without such a precedent have
+//! none: `-d`, which logger(1) uses for UDP, means "debug" to most daemons, so `--listen-udp`
+//! has only its long form.
 
 use std::io;
 use std::path::PathBuf;
@@ -25,7 +31,7 @@ pub struct Cli {
     pub settings: Raw,
 
     /// Validate the configuration, print the effective settings and exit (0 valid, 1 invalid)
-    #[arg(long = "check-config")]
+    #[arg(short = 't', long = "check-config")]
     pub check_config: bool,
 
     /// Print the logsinkd(8) man page (roff) and exit. Hidden: packaging keeps its output as
@@ -110,3 +116,53 @@ Daily and size\-based rotation; reopens the output with \fBsystemctl reload\fR.
 .SH "SEE ALSO"
 systemctl(1), systemd.exec(5), logrotate(8), syslog(3)
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::config::Config;
+
+    /// The short options, all of them: each means what it means to syslog-ng, named, sshd or
+    /// nginx, so none surprises an administrator.
+    #[test]
+    fn short_options_follow_daemon_conventions() {
+        let mut cmd = Cli::command();
+        // Adds -h and -V.
+        cmd.build();
+        let mut shorts: Vec<(char, String)> = cmd
+            .get_arguments()
+            .filter_map(|arg| Some((arg.get_short()?, arg.get_long()?.to_string())))
+            .collect();
+        shorts.sort();
+        let expected = [
+            ('V', "version"),
+            ('c', "config"),
+            ('f', "foreground"),
+            ('g', "group"),
+            ('h', "help"),
+            ('l', "listen"),
+            ('o', "output"),
+            ('p', "pid-file"),
+            ('t', "check-config"),
+            ('u', "user"),
+        ];
+        let expected: Vec<(char, String)> =
+            expected.iter().map(|&(c, l)| (c, l.to_string())).collect();
+        assert_eq!(shorts, expected);
+    }
+
+    /// `-u USER -g GROUP -t` reach the settings as `--user`, `--group` and `--check-config`.
+    #[test]
+    fn user_and_group_shorts() {
+        let given = Cli::command()
+            .try_get_matches_from(["logsinkd", "-u", "nobody", "-g", "nogroup", "-t"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&given).unwrap();
+        assert!(cli.check_config);
+        let config = Config::load(&cli, &given, 1024).unwrap();
+        assert_eq!(config.user.as_deref(), Some("nobody"));
+        assert_eq!(config.group.as_deref(), Some("nogroup"));
+        assert!(config.listen_udp.is_empty());
+    }
+}

@@ -112,7 +112,7 @@ pub struct Raw {
 
     /// UDP address to take datagrams on (each holds one or more lines), e.g. 0.0.0.0:514;
     /// repeatable [default: none]
-    #[arg(short = 'u', long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     listen_udp: Option<Vec<String>>,
 
     /// Unix stream socket to listen on (lines, as over TCP), e.g. /run/logsinkd/in.sock;
@@ -166,12 +166,12 @@ pub struct Raw {
     pid_file: Option<PathBuf>,
 
     /// Switch to this user after binding the listeners and opening the output
-    #[arg(long, value_name = "USER")]
+    #[arg(short = 'u', long, value_name = "USER")]
     user: Option<String>,
 
     /// Switch to this group after binding the listeners and opening the output
     /// [default: the user's primary group]
-    #[arg(long, value_name = "GROUP")]
+    #[arg(short = 'g', long, value_name = "GROUP")]
     group: Option<String>,
 
     /// Syslog facility of recorded lines when the output is syslog [default: user]
