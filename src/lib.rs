@@ -26,6 +26,7 @@
 //! Around that path:
 //!
 //! - `cli`: the command line (also the source of the man page).
+//! - `man`: the man page logsinkd(8), generated from `cli` and `config`.
 //! - `config`: defaults, the TOML file and the command line merged and checked.
 //! - `daemon`: classic daemon mode, the pid file, dropping privileges.
 //! - `notify`: telling systemd (sd_notify): ready, status, reload, watchdog.
@@ -49,6 +50,7 @@ pub mod framing;
 pub mod idle;
 pub mod listen;
 pub mod listener;
+pub mod man;
 pub mod notify;
 pub mod output;
 pub mod recorder;

@@ -14,7 +14,7 @@ use logsinkd::daemon::{self, Readiness};
 use logsinkd::diag::{self, Level};
 use logsinkd::event_loop::{Server, Settings};
 use logsinkd::sink::Sink;
-use logsinkd::{cli, listen};
+use logsinkd::{cli, listen, man};
 
 /// Exit code for a bad command line or configuration (as clap uses for usage errors).
 const EXIT_USAGE: u8 = 2;
@@ -157,10 +157,21 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
 
 /// `--man`: the roff source of logsinkd(8) on stdout, for packaging.
 fn print_man_page() -> ExitCode {
-    match cli::man_page().and_then(|page| std::io::stdout().write_all(&page)) {
+    match man::man_page() {
+        Ok(page) => print(&page, "the man page"),
+        Err(e) => {
+            eprintln!("logsinkd: error: rendering the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a generated document (`--man`) to stdout.
+fn print(document: &[u8], what: &str) -> ExitCode {
+    match std::io::stdout().write_all(document) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("logsinkd: error: writing the man page: {e}");
+            eprintln!("logsinkd: error: writing {what}: {e}");
             ExitCode::FAILURE
         }
     }

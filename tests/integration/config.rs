@@ -1,7 +1,6 @@
-//! The config file, `--check-config`, usage errors, and the man page that documents them.
+//! The config file, `--check-config` and usage errors.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::util::*;
 
@@ -151,84 +150,4 @@ fn idle_timeout_out_of_range_is_refused() {
     );
     send(d.addr, b"within range\n");
     assert_eq!(d.wait_for_lines(1), ["within range"]);
-}
-
-/// The man page the package installs, kept in the repository so that `cargo deb` takes it
-/// from a fixed path without a build step of its own.
-const PACKAGED_MAN_PAGE: &str = "packaging/logsinkd.8";
-
-/// `logsinkd --man` prints the page generated from the command line definition.
-fn generated_man_page() -> Vec<u8> {
-    let out = Command::new(BIN).arg("--man").output().unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "--man: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// The packaged man page is exactly the one generated from the command line definition: an
-/// option's help changed without regenerating the page fails here.
-#[test]
-fn packaged_man_page_is_the_generated_one() {
-    let page = generated_man_page();
-    let text = String::from_utf8_lossy(&page);
-    for needle in [
-        ".TH logsinkd 8",
-        "\\-\\-idle\\-timeout",
-        ".SH SIGNALS",
-        ".SH FILES",
-    ] {
-        assert!(text.contains(needle), "{needle} is not in:\n{text}");
-    }
-    assert!(
-        !text.contains("\\-\\-man"),
-        "the --man flag itself is hidden"
-    );
-    let packaged = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(PACKAGED_MAN_PAGE))
-        .unwrap_or_default();
-    assert!(
-        packaged == page,
-        "{PACKAGED_MAN_PAGE} is out of date; regenerate it with \
-         `cargo run -q -- --man > {PACKAGED_MAN_PAGE}`"
-    );
-}
-
-/// The man page formats without a single groff warning, and man(1) shows it.
-#[test]
-fn man_page_renders_without_warnings() {
-    if !Path::new("/usr/bin/groff").exists() {
-        skip("man_page_renders_without_warnings: no groff (groff-base, a dependency of man-db)");
-        return;
-    }
-    let dir = temp_dir();
-    let page = dir.path().join("logsinkd.8");
-    std::fs::write(&page, generated_man_page()).unwrap();
-    let quiet = |out: Output, what: &str| {
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let groff = Command::new("groff")
-        // -P-cbou: plain text, no bold or underline by overstriking, to look into.
-        .args(["-ww", "-man", "-Tutf8", "-P-cbou"])
-        .arg(&page)
-        .output()
-        .unwrap();
-    let shown = quiet(groff, "groff -ww");
-    assert!(
-        shown.contains("SIGNALS") && shown.contains("max-line"),
-        "{shown}"
-    );
-    let man = Command::new("man")
-        .arg("-l")
-        .arg(&page)
-        .env("MANWIDTH", "80")
-        .output()
-        .unwrap();
-    quiet(man, "man -l");
 }

@@ -6,6 +6,7 @@ mod daemon_mode;
 mod faults;
 mod limits;
 mod load;
+mod man;
 mod privileges;
 mod records;
 mod shutdown;

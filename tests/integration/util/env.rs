@@ -33,6 +33,19 @@ pub fn skip(why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// True if `program` is on PATH; otherwise says the test cannot run without it (see `skip`)
+/// and which Debian package brings it.
+pub fn have(program: &str, package: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
+    if !found {
+        skip(&format!(
+            "{program} is not installed (apt-get install {package})"
+        ));
+    }
+    found
+}
+
 /// A wrapper for `DaemonBuilder::wrapped` (or any command) that runs it in a private mount
 /// namespace after `script` (sh, with `arg` as `$0`) has set that namespace up; the script ends
 /// in `exec "$@"`. What the script mounts is seen by the daemon alone.
