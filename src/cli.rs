@@ -1,6 +1,6 @@
 //! The command line, defined once with clap's derive API. The logsinkd(8) man page
-//! (`logsinkd --man`, see man.rs) is generated from it, so that the page and `--help` can
-//! never disagree.
+//! (`logsinkd --man`, see man.rs) and the shell completions (`logsinkd --completions SHELL`)
+//! are generated from it, so that they and `--help` can never disagree.
 //!
 //! Every setting is both an option here and a key of the TOML config file: both come from the
 //! fields of `config::Raw`, flattened in below. A value given here wins over the file. Only
@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap_complete::Shell;
 
 use crate::config::Raw;
 
@@ -39,6 +40,12 @@ pub struct Cli {
     /// `packaging/logsinkd.8`, and a test holds the two equal.
     #[arg(long = "man", hide = true)]
     pub man: bool,
+
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
+    /// Hidden: packaging keeps those of bash, zsh and fish in `packaging/completions/`, and a
+    /// test holds them equal to this output.
+    #[arg(long = "completions", value_name = "SHELL", hide = true)]
+    pub completions: Option<Shell>,
 }
 
 impl Cli {
@@ -52,6 +59,22 @@ impl Cli {
             Err(e) => e.format(&mut Cli::command()).exit(),
         }
     }
+}
+
+/// The completion script for `shell`, generated from the command line definition.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    // clap_complete offers hidden options too: complete a copy of the command without them.
+    let full = Cli::command();
+    let mut visible = clap::Command::new("logsinkd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(
+            full.get_arguments()
+                .filter(|arg| !arg.is_hide_set())
+                .cloned(),
+        );
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut visible, "logsinkd", &mut script);
+    script
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 //!
 //! Around that path:
 //!
-//! - `cli`: the command line (also the source of the man page).
+//! - `cli`: the command line (also the source of the man page and the shell completions).
 //! - `man`: the man page logsinkd(8), generated from `cli` and `config`.
 //! - `config`: defaults, the TOML file and the command line merged and checked.
 //! - `daemon`: classic daemon mode, the pid file, dropping privileges.

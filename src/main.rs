@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     if cli.man {
         return print_man_page();
     }
+    if let Some(shell) = cli.completions {
+        return print(&cli::completions(shell), "the completion script");
+    }
     let fd_limit = raise_fd_limit();
     let config = match Config::load(&cli, &given, fd_limit) {
         Ok(config) => config,
@@ -166,7 +169,7 @@ fn print_man_page() -> ExitCode {
     }
 }
 
-/// Writes a generated document (`--man`) to stdout.
+/// Writes a generated document (`--man`, `--completions`) to stdout.
 fn print(document: &[u8], what: &str) -> ExitCode {
     match std::io::stdout().write_all(document) {
         Ok(()) => ExitCode::SUCCESS,

@@ -251,6 +251,15 @@ from a socket\-activated service; install it in
 .I /etc/logrotate.d/logsinkd
 Rotates /var/log/logsinkd/*.log daily or past 100 MiB and keeps 14, then
 reopens the output with \fBsystemctl reload logsinkd\fR.
+.TP
+.I /usr/share/bash\-completion/completions/logsinkd
+.PD 0
+.TP
+.I /usr/share/zsh/vendor\-completions/_logsinkd
+.TP
+.I /usr/share/fish/vendor_completions.d/logsinkd.fish
+.PD
+Completion of the options in bash, zsh and fish.
 .SH EXAMPLES
 Run in the foreground with diagnostics on the terminal, and send it a line from
 another one:

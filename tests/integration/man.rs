@@ -177,5 +177,7 @@ fn man_page_documents_every_option_and_key() {
             );
         }
     }
-    assert!(!page.contains("\\-\\-man"), "--man is hidden");
+    for hidden in ["\\-\\-man", "\\-\\-completions"] {
+        assert!(!page.contains(hidden), "{hidden} is hidden");
+    }
 }

@@ -1,8 +1,8 @@
 //! The Debian package: `cargo deb` builds it, `dpkg -c` lists what it should, and `dpkg -i` on
 //! a booted machine runs its maintainer scripts for real: logsinkd.service enabled and started,
 //! logsinkd.socket shipped but left alone; `dpkg --purge` stops the service and removes it all.
-//! The man page it ships is the one `logsinkd --man` generates, and the units' `Documentation=`
-//! finds it.
+//! The man page and shell completions it ships are the ones `logsinkd --man` and `logsinkd
+//! --completions` generate, and the units' `Documentation=` finds the page.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,11 +16,22 @@ use crate::util::split_record;
 const PACKAGED: &[&str] = &[
     "./usr/bin/logsinkd",
     "./usr/share/man/man8/logsinkd.8.gz",
+    "./usr/share/bash-completion/completions/logsinkd",
+    "./usr/share/zsh/vendor-completions/_logsinkd",
+    "./usr/share/fish/vendor_completions.d/logsinkd.fish",
     "./usr/lib/systemd/system/logsinkd.service",
     "./usr/lib/systemd/system/logsinkd.socket",
     "./usr/share/logsinkd/socket-activation.conf",
     "./etc/logsinkd/logsinkd.toml",
     "./etc/logrotate.d/logsinkd",
+];
+
+/// Where the package puts each shell's completions: the directories each shell (with
+/// bash-completion for bash) loads them from by the command's name.
+const COMPLETIONS: &[(&str, &str)] = &[
+    ("bash", "usr/share/bash-completion/completions/logsinkd"),
+    ("zsh", "usr/share/zsh/vendor-completions/_logsinkd"),
+    ("fish", "usr/share/fish/vendor_completions.d/logsinkd.fish"),
 ];
 
 /// The files dpkg keeps an administrator's changes of.
@@ -50,9 +61,10 @@ fn build_deb(dir: &Path) -> PathBuf {
     deb
 }
 
-/// The .deb's logsinkd.8.gz unpacks to what `logsinkd --man` prints: packaging took the page
-/// generated from this very command line definition.
-fn assert_man_page_is_generated(deb: &Path, dir: &Path) {
+/// The .deb's logsinkd.8.gz unpacks to what `logsinkd --man` prints, and its completion scripts
+/// are what `logsinkd --completions SHELL` prints: packaging took what this very command line
+/// definition generates.
+fn assert_generated_files_packaged(deb: &Path, dir: &Path) {
     let unpacked = dir.join("unpacked");
     let out = Command::new("dpkg-deb")
         .arg("-x")
@@ -76,6 +88,18 @@ fn assert_man_page_is_generated(deb: &Path, dir: &Path) {
         page.stdout == generated.stdout,
         "the packaged man page is not the generated one"
     );
+    for (shell, path) in COMPLETIONS {
+        let packaged = std::fs::read(unpacked.join(path)).unwrap();
+        let generated = Command::new(crate::util::BIN)
+            .args(["--completions", shell])
+            .output()
+            .unwrap();
+        assert!(generated.status.success(), "{}", describe(&generated));
+        assert!(
+            packaged == generated.stdout,
+            "the packaged {shell} completions are not the generated ones"
+        );
+    }
 }
 
 fn cargo_deb_missing() -> bool {
@@ -126,7 +150,7 @@ fn deb_lists_its_files_and_installs_as_a_running_service() {
     let mut listed: Vec<&str> = conffiles.lines().map(str::trim).collect();
     listed.sort_unstable();
     assert_eq!(listed, CONFFILES);
-    assert_man_page_is_generated(&deb, dir.path());
+    assert_generated_files_packaged(&deb, dir.path());
 
     if let Some(why) = machine::unavailable() {
         crate::util::skip(&format!("the installation part: {why}"));

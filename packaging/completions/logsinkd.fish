@@ -1,0 +1,22 @@
+complete -c logsinkd -s c -l config -d 'Read settings from this TOML file (options on the command line win)' -r -F
+complete -c logsinkd -s l -l listen -d 'TCP address to listen on, e.g. 0.0.0.0:5140 or [::1]:5140; repeatable [default: 127.0.0.1:5140]' -r
+complete -c logsinkd -l listen-udp -d 'UDP address to take datagrams on (each holds one or more lines), e.g. 0.0.0.0:514; repeatable [default: none]' -r
+complete -c logsinkd -l listen-unix -d 'Unix stream socket to listen on (lines, as over TCP), e.g. /run/logsinkd/in.sock; repeatable [default: none]' -r -F
+complete -c logsinkd -l listen-unix-dgram -d 'Unix datagram socket to take messages on (each datagram one message, as over UDP; what `logger -u PATH` sends); repeatable [default: none]' -r -F
+complete -c logsinkd -l unix-mode -d 'Mode of the unix sockets logsinkd creates, in octal, as a string in the file ("0660"); connecting needs write permission [default: 0660]' -r
+complete -c logsinkd -l unix-owner -d 'Owner (name or uid) of the unix sockets logsinkd creates [default: the starting user]' -r
+complete -c logsinkd -l unix-group -d 'Group (name or gid) of the unix sockets logsinkd creates [default: the starting group]' -r
+complete -c logsinkd -s o -l output -d 'Where records go: a file path, `syslog`, `syslog:/path/to/socket`, `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]' -r
+complete -c logsinkd -l format -d 'Record format: `default` (time, peer, escaped line), `raw` (bytes as received) or `json`' -r
+complete -c logsinkd -l max-line -d 'Longest line recorded as one record; longer lines are recorded in pieces of this size. Accepts a K, M suffix (KiB, MiB) [default: 64K]' -r
+complete -c logsinkd -s p -l pid-file -d 'Write the daemon\'s pid to this file once it is ready; removed at exit' -r -F
+complete -c logsinkd -s u -l user -d 'Switch to this user after binding the listeners and opening the output' -r
+complete -c logsinkd -s g -l group -d 'Switch to this group after binding the listeners and opening the output [default: the user\'s primary group]' -r
+complete -c logsinkd -l syslog-facility -d 'Syslog facility of recorded lines when the output is syslog [default: user]' -r
+complete -c logsinkd -l max-connections -d 'Most client connections open at once; at the cap new clients wait in the kernel\'s backlog [default: derived from the open-file limit]' -r
+complete -c logsinkd -l backlog -d 'Listen backlog: connections the kernel queues before logsinkd accepts them [default: 1024]' -r
+complete -c logsinkd -l idle-timeout -d 'Close a connection that sent nothing for this many seconds (its partial line is recorded); 0 turns it off; at most 31536000 (a year) [default: 0]' -r
+complete -c logsinkd -s f -l foreground -d 'Stay in the foreground and log diagnostics to stderr (use this under systemd)'
+complete -c logsinkd -s t -l check-config -d 'Validate the configuration, print the effective settings and exit (0 valid, 1 invalid)'
+complete -c logsinkd -s h -l help -d 'Print help'
+complete -c logsinkd -s V -l version -d 'Print version'
