@@ -47,6 +47,8 @@ mod sd;
 mod timestamp;
 
 #[cfg(test)]
+mod oracle;
+#[cfg(test)]
 mod tests;
 
 pub use sd::{SdElement, SdElements, SdParams, sd_elements, unescape_sd_value};
