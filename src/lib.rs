@@ -16,6 +16,7 @@
 //! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
 //! - `framing`: the byte stream into lines (`LineBuffer`), long lines into `max_line` pieces.
+//! - `syslog_parse`: a message's syslog fields (RFC 5424, RFC 3164), for `parse = "syslog"`.
 //! - `clock`: the receipt time every record starts with.
 //! - `format`: a line into a record (`default`, `raw`, `json`), and the escaping.
 //! - `simd`: the vector scans and copies under `framing` and `format`; all CPU-specific code.
@@ -57,4 +58,5 @@ pub mod recorder;
 mod simd;
 pub mod sink;
 pub mod stats;
+pub mod syslog_parse;
 pub mod unix;
