@@ -13,6 +13,7 @@
 //! checking beyond their TOML type (addresses, sizes, names) are kept as written until
 //! `resolve`, so an option on the command line and a key in the file fail with the same message.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::Cli;
 use crate::format::Format;
-use crate::sink::Target;
+use crate::framing::Mode;
+use crate::input::{Inputs, ListenAddr, Parse, RawInputs, RawListener};
+use crate::sink::{SyslogFraming, SyslogProtocol, Target};
 use crate::unix::settings::{RawUnix, UnixSettings};
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -57,6 +60,11 @@ pub struct Config {
     pub output: Target,
     #[serde(serialize_with = "as_text")]
     pub format: Format,
+    /// Every listener's framing and parsing unless its table (`listener`) says otherwise.
+    #[serde(serialize_with = "as_text")]
+    pub framing: Mode,
+    #[serde(serialize_with = "as_text")]
+    pub parse: Parse,
     pub max_line: usize,
     pub foreground: bool,
     /// Printed lossily: `--check-config` shows a path that is not UTF-8 rather than failing.
@@ -65,11 +73,19 @@ pub struct Config {
     pub user: Option<String>,
     pub group: Option<String>,
     pub syslog_facility: String,
+    #[serde(serialize_with = "as_text")]
+    pub syslog_format: SyslogProtocol,
+    #[serde(serialize_with = "as_text")]
+    pub syslog_framing: SyslogFraming,
     pub max_connections: usize,
     pub backlog: u32,
     /// `None`: connections may stay idle for ever (printed as 0, as it is written).
     #[serde(serialize_with = "seconds")]
     pub idle_timeout: Option<Duration>,
+    /// The listeners' own tables (printed last: TOML tables follow the plain keys), and the
+    /// settings that every listener's input resolves to.
+    #[serde(rename = "listener", skip_serializing_if = "Inputs::no_tables")]
+    pub inputs: Inputs,
 }
 
 impl Config {
@@ -145,9 +161,23 @@ pub struct Raw {
     #[arg(short = 'o', long, value_name = "TARGET")]
     output: Option<String>,
 
-    /// Record format: `default` (time, peer, escaped line), `raw` (bytes as received) or `json`
+    /// Record format: `default` (time, peer, escaped line), `raw` (bytes as received), `json`,
+    /// or `syslog` (the classic syslog file layout: timestamp, host, tag, message)
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
+
+    /// How stream clients' bytes are cut into messages: `lines` (each line), `octet` (RFC 6587
+    /// octet counting, `LEN <msg>`, as rsyslog and syslog-ng forward) or `auto` (octet if a
+    /// connection starts with a complete `LEN <PRI>` header, else lines); a listener's table
+    /// may override it [default: lines]
+    #[arg(long, value_name = "FRAMING")]
+    framing: Option<String>,
+
+    /// `syslog`: scan each message for RFC 5424 / RFC 3164 fields (for the json and syslog
+    /// formats and syslog relaying; a message that does not parse is recorded as it is);
+    /// `none`: record messages as they are; a listener's table may override it [default: none]
+    #[arg(long, value_name = "PARSE")]
+    parse: Option<String>,
 
     /// Longest line recorded as one record; longer lines are recorded in pieces of this size.
     /// Accepts a K, M suffix (KiB, MiB) [default: 64K]
@@ -174,9 +204,20 @@ pub struct Raw {
     #[arg(short = 'g', long, value_name = "GROUP")]
     group: Option<String>,
 
-    /// Syslog facility of recorded lines when the output is syslog [default: user]
+    /// Syslog facility of recorded lines when the output is syslog; a parsed message keeps its
+    /// sender's [default: user]
     #[arg(long, value_name = "NAME")]
     syslog_facility: Option<String>,
+
+    /// Message format sent to a syslog output: `rfc3164` (the classic BSD format, what
+    /// syslog(3) sends) or `rfc5424` [default: rfc3164]
+    #[arg(long, value_name = "FORMAT")]
+    syslog_format: Option<String>,
+
+    /// How messages are framed on a `syslog+tcp://` output: `lines` (each ends with LF) or
+    /// `octet` (RFC 6587 octet counting, for messages that hold LFs) [default: lines]
+    #[arg(long, value_name = "FRAMING")]
+    syslog_framing: Option<String>,
 
     /// Most client connections open at once; at the cap new clients wait in the kernel's
     /// backlog [default: derived from the open-file limit]
@@ -191,6 +232,12 @@ pub struct Raw {
     /// 0 turns it off; at most 31536000 (a year) [default: 0]
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
+
+    /// Per-listener settings, in the file only: `[listener."ADDR"]` tables keyed by a
+    /// listener's address or path as written in its listen key.
+    #[arg(skip)]
+    #[serde(default)]
+    listener: BTreeMap<String, RawListener>,
 }
 
 impl Raw {
@@ -224,10 +271,13 @@ impl Raw {
     /// The file's keys, in their order in `Raw`: the ids clap derives from the field names,
     /// which are also serde's (a unit test holds them equal).
     fn keys() -> Vec<String> {
-        Raw::augment_args(clap::Command::new("keys"))
+        let mut keys: Vec<String> = Raw::augment_args(clap::Command::new("keys"))
             .get_arguments()
             .map(|arg| arg.get_id().to_string())
-            .collect()
+            .collect();
+        // The one key that is no option: tables do not fit a command line.
+        keys.push("listener".into());
+        keys
     }
 
     fn resolve(self, fd_limit: usize) -> Result<Config> {
@@ -279,6 +329,53 @@ impl Raw {
                     )
                 })?,
         };
+        let known: Vec<ListenAddr> = listen
+            .iter()
+            .chain(&listen_udp)
+            .map(|&a| ListenAddr::Ip(a))
+            .chain(
+                unix.listen
+                    .iter()
+                    .chain(&unix.listen_dgram)
+                    .map(|p| ListenAddr::Path(p.clone())),
+            )
+            .collect();
+        let streams: Vec<ListenAddr> = listen
+            .iter()
+            .map(|&a| ListenAddr::Ip(a))
+            .chain(unix.listen.iter().map(|p| ListenAddr::Path(p.clone())))
+            .collect();
+        let inputs = RawInputs {
+            framing: self.framing.as_deref(),
+            parse: self.parse.as_deref(),
+            listeners: &self.listener,
+        }
+        .resolve(&known, &streams)?;
+        let syslog_format = match self.syslog_format.as_deref() {
+            None => SyslogProtocol::default(),
+            Some(name) => SyslogProtocol::parse(name).ok_or_else(|| {
+                anyhow!(
+                    "key `syslog_format`: unknown format `{name}`, expected {}",
+                    SyslogProtocol::NAMES
+                )
+            })?,
+        };
+        let syslog_framing = match self.syslog_framing.as_deref() {
+            None => SyslogFraming::default(),
+            Some(name) => SyslogFraming::parse(name).ok_or_else(|| {
+                anyhow!(
+                    "key `syslog_framing`: unknown framing `{name}`, expected {}",
+                    SyslogFraming::NAMES
+                )
+            })?,
+        };
+        if syslog_framing == SyslogFraming::Octet
+            && !matches!(output, Target::Syslog(crate::sink::SyslogAddr::Tcp(_)))
+        {
+            bail!(
+                "key `syslog_framing`: `octet` frames messages on a `syslog+tcp://` output;                  the output is `{output}`"
+            );
+        }
         let syslog_facility = self.syslog_facility.unwrap_or_else(|| "user".into());
         if syslog_facility.parse::<syslog::Facility>().is_err() {
             bail!(
@@ -313,15 +410,20 @@ impl Raw {
             unix,
             output,
             format,
+            framing: inputs.default.framing,
+            parse: inputs.default.parse,
             max_line,
             foreground: self.foreground.unwrap_or(false),
             pid_file: self.pid_file,
             user: self.user,
             group: self.group,
             syslog_facility,
+            syslog_format,
+            syslog_framing,
             max_connections,
             backlog,
             idle_timeout,
+            inputs,
         })
     }
 }
@@ -487,9 +589,11 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 18, "{keys:?}");
+        assert_eq!(keys.len(), 23, "{keys:?}");
         for key in &keys {
-            let err = format!("{:#}", load(&format!("{key} = {{}}")).unwrap_err());
+            // A table is the wrong type for every key but `listener`, whose tables hold tables.
+            let wrong = if key == "listener" { "1" } else { "{}" };
+            let err = format!("{:#}", load(&format!("{key} = {wrong}")).unwrap_err());
             assert!(
                 err.starts_with(&format!("key `{key}`: invalid type")),
                 "{err}"
@@ -542,10 +646,13 @@ mod tests {
         let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\nlisten_unix = [\"/run/in.sock\"]\n\
                    listen_unix_dgram = []\nunix_mode = \"0620\"\nunix_owner = \"root\"\n\
                    unix_group = \"0\"\noutput = \"syslog+tcp://127.0.0.1:514\"\n\
-                   format = \"json\"\nmax_line = 1048576\nforeground = true\n\
+                   format = \"json\"\nframing = \"auto\"\nparse = \"syslog\"\n\
+                   max_line = 1048576\nforeground = true\n\
                    pid_file = \"/run/x.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
-                   syslog_facility = \"local3\"\nmax_connections = 10\nbacklog = 5\n\
-                   idle_timeout = 30\n";
+                   syslog_facility = \"local3\"\nsyslog_format = \"rfc5424\"\n\
+                   syslog_framing = \"octet\"\nmax_connections = 10\nbacklog = 5\n\
+                   idle_timeout = 30\n\n[listener.\"[::1]:1\"]\nframing = \"octet\"\n\n\
+                   [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
     }
 }

@@ -16,7 +16,8 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use crate::framing::LineBuffer;
+use crate::framing::Framer;
+use crate::input::{Input, Parse};
 use crate::recorder::Recorder;
 
 /// An accepted stream socket.
@@ -84,7 +85,10 @@ pub struct Connection {
     pub peer: Box<[u8]>,
     /// Unique for the daemon's life (slab keys are reused), so stale timers can be told apart.
     pub id: u64,
-    pub lines: LineBuffer,
+    /// Its unfinished record, framed as its listener says.
+    pub framer: Framer,
+    /// Whether its messages are scanned for syslog fields (its listener's `parse`).
+    pub parse: Parse,
     /// The socket may hold unread data: it was readable and has not yet returned `WouldBlock`.
     pub readable: bool,
     /// Last time data arrived (for the idle timeout).
@@ -129,12 +133,14 @@ pub fn write_peer(peer: &mut Vec<u8>, addr: SocketAddr) {
 
 impl Connection {
     /// `peer` is the client as written in records (see `Listener::accept`).
-    pub fn new(stream: Stream, peer: Box<[u8]>, id: u64, now: Instant) -> Connection {
+    /// `input` is its listener's framing and parsing.
+    pub fn new(stream: Stream, peer: Box<[u8]>, id: u64, now: Instant, input: Input) -> Connection {
         Connection {
             stream,
             peer,
             id,
-            lines: LineBuffer::default(),
+            framer: Framer::new(input.framing),
+            parse: input.parse,
             readable: true,
             last_active: now,
             idle_at: None,
@@ -176,11 +182,12 @@ impl Connection {
             match recorder.read_from(
                 &mut self.stream,
                 &self.peer,
-                &mut self.lines,
+                &mut self.framer,
+                self.parse,
                 &mut buf[..max],
             ) {
                 Ok(0) => {
-                    recorder.finish(&self.peer, &mut self.lines);
+                    recorder.finish(&self.peer, &mut self.framer, self.parse);
                     return Status::Closed(None);
                 }
                 Ok(n) => {
@@ -188,7 +195,7 @@ impl Connection {
                     if let Some(quota) = &mut self.stop_quota {
                         *quota -= n;
                         if *quota == 0 {
-                            recorder.finish(&self.peer, &mut self.lines);
+                            recorder.finish(&self.peer, &mut self.framer, self.parse);
                             return Status::Closed(None);
                         }
                     }
@@ -197,7 +204,7 @@ impl Connection {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.readable = false;
                     if self.stop_quota.is_some() {
-                        recorder.finish(&self.peer, &mut self.lines);
+                        recorder.finish(&self.peer, &mut self.framer, self.parse);
                         return Status::Closed(None);
                     }
                     return Status::Drained;
@@ -205,7 +212,7 @@ impl Connection {
                 // A signal arrived during read(2); nothing was lost, read again.
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    recorder.finish(&self.peer, &mut self.lines);
+                    recorder.finish(&self.peer, &mut self.framer, self.parse);
                     return Status::Closed(Some(e));
                 }
             }

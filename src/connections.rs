@@ -17,6 +17,7 @@ use slab::Slab;
 
 use crate::connection::{Connection, Stream};
 use crate::idle::IdleTimers;
+use crate::input::Input;
 
 pub struct Connections {
     slab: Slab<Connection>,
@@ -53,6 +54,7 @@ impl Connections {
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
+        input: Input,
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
         now: Instant,
@@ -68,7 +70,7 @@ impl Connections {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now));
+        let conn = entry.insert(Connection::new(stream, peer, id, now, input));
         self.ready.push_back((key, id));
         if let Some(idle) = &mut self.idle {
             idle.arm(key, &mut conn.idle_at, now);
@@ -198,7 +200,14 @@ mod tests {
         let (stream, _client) = accepted(&listener);
         let now = Instant::now();
         conns
-            .add(stream, Box::from(&b"p"[..]), poll.registry(), Token, now)
+            .add(
+                stream,
+                Box::from(&b"p"[..]),
+                Input::default(),
+                poll.registry(),
+                Token,
+                now,
+            )
             .unwrap();
         conns.mark_readable(0);
         assert_eq!(conns.ready_len(), 1);
@@ -221,13 +230,27 @@ mod tests {
         let now = Instant::now();
         let (a, _ca) = accepted(&listener);
         conns
-            .add(a, Box::from(&b"a"[..]), poll.registry(), Token, now)
+            .add(
+                a,
+                Box::from(&b"a"[..]),
+                Input::default(),
+                poll.registry(),
+                Token,
+                now,
+            )
             .unwrap();
         drop(conns.remove(0));
         conns.mark_readable(0); // a stale event: nothing there
         let (b, _cb) = accepted(&listener);
         conns
-            .add(b, Box::from(&b"b"[..]), poll.registry(), Token, now)
+            .add(
+                b,
+                Box::from(&b"b"[..]),
+                Input::default(),
+                poll.registry(),
+                Token,
+                now,
+            )
             .unwrap();
         assert_eq!(conns.get_mut(0).peer.as_ref(), b"b", "key 0 reused");
         assert_eq!(conns.pop_ready(), Some(None), "a's entry");
@@ -246,11 +269,25 @@ mod tests {
         let start = Instant::now();
         let (silent, _c0) = accepted(&listener);
         conns
-            .add(silent, Box::from(&b"s"[..]), poll.registry(), Token, start)
+            .add(
+                silent,
+                Box::from(&b"s"[..]),
+                Input::default(),
+                poll.registry(),
+                Token,
+                start,
+            )
             .unwrap();
         let (talking, mut c1) = accepted(&listener);
         conns
-            .add(talking, Box::from(&b"t"[..]), poll.registry(), Token, start)
+            .add(
+                talking,
+                Box::from(&b"t"[..]),
+                Input::default(),
+                poll.registry(),
+                Token,
+                start,
+            )
             .unwrap();
         std::io::Write::write_all(&mut c1, b"unread").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);

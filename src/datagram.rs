@@ -19,6 +19,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::connection::write_peer;
 use crate::diag::{error, info};
+use crate::input::Input;
 use crate::unix::transport::UnixDgram;
 
 /// Datagrams one socket gets per turn.
@@ -82,6 +83,8 @@ struct Port {
     socket: DatagramSocket,
     /// As named in messages.
     name: String,
+    /// Its listener's settings (only `parse` means something to datagrams).
+    input: Input,
     readable: bool,
 }
 
@@ -106,12 +109,12 @@ pub struct Datagrams {
 impl Datagrams {
     /// Registers `sockets` (with their names) under consecutive tokens from `first`.
     pub fn new(
-        sockets: Vec<(DatagramSocket, String)>,
+        sockets: Vec<(DatagramSocket, String, Input)>,
         registry: &Registry,
         first: usize,
     ) -> Result<Datagrams> {
         let mut ports = Vec::new();
-        for (i, (mut socket, name)) in sockets.into_iter().enumerate() {
+        for (i, (mut socket, name, input)) in sockets.into_iter().enumerate() {
             socket
                 .register(registry, Token(first + i))
                 .with_context(|| format!("registering {name}"))?;
@@ -119,6 +122,7 @@ impl Datagrams {
             ports.push(Port {
                 socket,
                 name,
+                input,
                 readable: true,
             });
         }
@@ -155,6 +159,11 @@ impl Datagrams {
     }
 
     /// True if socket `index` may hold unread datagrams: it gets a turn.
+    /// The settings of socket `index`'s listener.
+    pub fn input(&self, index: usize) -> Input {
+        self.ports[index].input
+    }
+
     pub fn is_readable(&self, index: usize) -> bool {
         self.ports[index].readable
     }
@@ -224,7 +233,11 @@ mod tests {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let addr = socket.local_addr().unwrap();
-        let sockets = vec![(DatagramSocket::from(socket), format!("udp {addr}"))];
+        let sockets = vec![(
+            DatagramSocket::from(socket),
+            format!("udp {addr}"),
+            Input::default(),
+        )];
         let datagrams = Datagrams::new(sockets, poll.registry(), 5).unwrap();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         (datagrams, poll, sender, addr)

@@ -36,6 +36,7 @@ use crate::connection::{Status, Stream};
 use crate::connections::Connections;
 use crate::datagram::{DATAGRAM_BUDGET, Datagrams, Received};
 use crate::diag::{error, info, warning};
+use crate::input::Input;
 use crate::listen::Listeners;
 use crate::listener::StreamListeners;
 use crate::notify::Notifier;
@@ -264,9 +265,9 @@ impl Server {
     /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
     fn accept_all(&mut self, index: usize, now: Instant) {
         while self.gate.may_accept(self.conns.len()) {
-            let (listener, name) = self.listeners.get(index);
+            let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, now),
+                Ok((stream, peer)) => self.add_connection(stream, peer, input, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.gate.on_drained();
                     return;
@@ -291,9 +292,12 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, stream: Stream, peer: Box<[u8]>, now: Instant) {
+    fn add_connection(&mut self, stream: Stream, peer: Box<[u8]>, input: Input, now: Instant) {
         let registry = self.poll.registry();
-        if let Err(e) = self.conns.add(stream, peer, registry, client_token, now) {
+        if let Err(e) = self
+            .conns
+            .add(stream, peer, input, registry, client_token, now)
+        {
             self.stats.errors += 1;
             error!("{e}");
             return;
@@ -335,7 +339,8 @@ impl Server {
                     .recv(index, &mut self.read_buf, &mut self.sender)
                 {
                     Received::Datagram(n) => {
-                        recorder!(self).record_datagram(&self.sender, &self.read_buf[..n]);
+                        let parse = self.datagrams.input(index).parse;
+                        recorder!(self).record_datagram(&self.sender, &self.read_buf[..n], parse);
                     }
                     Received::Empty => break,
                     Received::Failed => {
@@ -407,7 +412,7 @@ impl Server {
     /// Records the partial line of connection `key`, which ends.
     fn finish(&mut self, key: usize) {
         let conn = self.conns.get_mut(key);
-        recorder!(self).finish(&conn.peer, &mut conn.lines);
+        recorder!(self).finish(&conn.peer, &mut conn.framer, conn.parse);
     }
 
     /// Writes out what is queued (see output.rs); a failed write is an error to count.
@@ -471,7 +476,7 @@ impl Server {
         let mut unread = 0usize;
         for conn in self.conns.iter_mut() {
             unread = unread.saturating_add(conn.stop_quota.unwrap_or(0));
-            recorder!(self).finish(&conn.peer, &mut conn.lines);
+            recorder!(self).finish(&conn.peer, &mut conn.framer, conn.parse);
         }
         if unread > 0 {
             warning!(

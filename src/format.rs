@@ -2,7 +2,14 @@
 //!
 //! `default`: `2026-11-23T21:05:01.123456Z 192.0.2.7:51234 <escaped line>`
 //! `raw`:     the line's bytes exactly as received, plus LF
-//! `json`:    `{"time":"…","peer":"…","line":"<escaped line>"}`
+//! `json`:    `{"time":"…","peer":"…","line":"<escaped line>"}`, and when the message parsed
+//!            as syslog (`parse = "syslog"`) its fields: `facility`, `severity`, `timestamp`,
+//!            `hostname`, `app`, `procid`, `msgid`, `sd` (`{"SD-ID":{"name":"value"}}`),
+//!            `msg`, each only when the message has it
+//! `syslog`:  the classic syslog file layout (what rsyslog's `RSYSLOG_FileFormat` writes):
+//!            `TIMESTAMP HOSTNAME TAG: MSG`, the sender's time as RFC 3339 (the receipt time
+//!            when it sent none) and its host (else the peer's address), escaped as `default`;
+//!            a message that did not parse is `TIMESTAMP HOST <escaped line>`
 //!
 //! Escaping makes a record safe to `cat` and `grep`: no client can end a record early, forge
 //! another peer's record or send terminal escape sequences. Printable ASCII, tab and valid UTF-8
@@ -19,6 +26,7 @@
 use std::fmt;
 
 use crate::simd::{self, CopyScan, first_special};
+use crate::syslog_parse::{Message, rfc3339_timestamp, sd_elements, unescape_sd_value};
 
 /// The record formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,18 +34,25 @@ pub enum Format {
     Default,
     Raw,
     Json,
+    Syslog,
 }
 
 impl Format {
-    pub const NAMES: &'static str = "default, raw or json";
+    pub const NAMES: &'static str = "default, raw, json or syslog";
 
     pub fn parse(name: &str) -> Option<Format> {
         match name {
             "default" => Some(Format::Default),
             "raw" => Some(Format::Raw),
             "json" => Some(Format::Json),
+            "syslog" => Some(Format::Syslog),
             _ => None,
         }
+    }
+
+    /// True if records show a message's syslog fields, so parsing them is worth its cost.
+    pub fn shows_fields(self) -> bool {
+        matches!(self, Format::Json | Format::Syslog)
     }
 }
 
@@ -47,6 +62,7 @@ impl fmt::Display for Format {
             Format::Default => "default",
             Format::Raw => "raw",
             Format::Json => "json",
+            Format::Syslog => "syslog",
         })
     }
 }
@@ -74,8 +90,182 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
             json_quote_in_place(out, start);
             out.extend_from_slice(b"\"}");
         }
+        Format::Syslog => {
+            out.extend_from_slice(time);
+            out.push(b' ');
+            out.extend_from_slice(peer_host(peer));
+            out.push(b' ');
+            escape_into(out, line);
+        }
     }
     out.push(b'\n');
+}
+
+/// Appends one record for `line`, whose syslog fields are `msg`: as `write_record`, plus the
+/// fields in `json` and `syslog` formats.
+pub fn write_parsed(
+    format: Format,
+    out: &mut Vec<u8>,
+    time: &[u8],
+    peer: &[u8],
+    line: &[u8],
+    msg: &Message<'_>,
+) {
+    match format {
+        Format::Default | Format::Raw => write_record(format, out, time, peer, line),
+        Format::Json => {
+            write_record(format, out, time, peer, line);
+            // Reopen the object: drop `}` and the LF.
+            out.truncate(out.len() - 2);
+            if let Some(pri) = msg.pri {
+                json_field(out, "facility", pri.facility_name().as_bytes());
+                json_field(out, "severity", pri.severity_name().as_bytes());
+            }
+            let fields = [
+                ("timestamp", msg.timestamp),
+                ("hostname", msg.hostname),
+                ("app", msg.app),
+                ("procid", msg.procid),
+                ("msgid", msg.msgid),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    json_field(out, name, value);
+                }
+            }
+            if let Some(sd) = msg.sd {
+                json_sd(out, sd);
+            }
+            json_field(out, "msg", msg.msg_without_bom());
+            out.extend_from_slice(b"}\n");
+        }
+        Format::Syslog => {
+            if !rfc3339_timestamp(msg, receipt_time(time), out) {
+                out.extend_from_slice(time);
+            }
+            out.push(b' ');
+            match msg.hostname {
+                Some(host) => escape_into(out, host),
+                None => out.extend_from_slice(peer_host(peer)),
+            }
+            if let Some(app) = msg.app {
+                out.push(b' ');
+                escape_into(out, app);
+                if let Some(pid) = msg.procid {
+                    out.push(b'[');
+                    escape_into(out, pid);
+                    out.push(b']');
+                }
+                out.push(b':');
+            }
+            let text = msg.msg_without_bom();
+            if !text.is_empty() {
+                out.push(b' ');
+                escape_into(out, text);
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
+/// Appends `,"name":"<escaped value>"`.
+fn json_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_string(out, value);
+}
+
+/// Appends `value` escaped (as in `default`) and JSON-quoted, in quotes.
+fn json_string(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    escape_into(out, value);
+    json_quote_in_place(out, start);
+    out.push(b'"');
+}
+
+/// Appends `,"sd":{"SD-ID":{"name":"value",…},…}`, each value with RFC 5424's escapes undone.
+fn json_sd(out: &mut Vec<u8>, sd: &[u8]) {
+    out.extend_from_slice(b",\"sd\":{");
+    for (i, element) in sd_elements(sd).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(out, element.id);
+        out.extend_from_slice(b":{");
+        for (j, (name, value)) in element.params.enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            json_string(out, name);
+            out.push(b':');
+            if value.contains(&b'\\') {
+                let mut plain = Vec::with_capacity(value.len());
+                unescape_sd_value(value, &mut plain);
+                json_string(out, &plain);
+            } else {
+                json_string(out, value);
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// The host part of a peer as written in records: `192.0.2.7` of `192.0.2.7:51234`,
+/// `2001:db8::7` of `[2001:db8::7]:51234`; this host's name for a unix peer
+/// (`unix:pid=…`), which is local.
+pub fn peer_host(peer: &[u8]) -> &[u8] {
+    if peer.starts_with(b"unix") {
+        return local_hostname().as_bytes();
+    }
+    let host = match memchr::memrchr(b':', peer) {
+        Some(colon) => &peer[..colon],
+        None => peer,
+    };
+    host.strip_prefix(b"[")
+        .and_then(|h| h.strip_suffix(b"]"))
+        .unwrap_or(host)
+}
+
+/// This host's name (`gethostname`), looked up once.
+pub fn local_hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+            _ => "localhost".to_string(),
+        }
+    })
+}
+
+/// The receipt time of a record (`2026-11-23T21:05:01.123456Z`, from the clock) as a date,
+/// to date a BSD timestamp, which has no year. Only the `syslog` format asks, and only for
+/// such a timestamp; a text the clock did not make gives the epoch.
+pub(crate) fn receipt_time(time: &[u8]) -> time::OffsetDateTime {
+    let parse = || -> Option<time::OffsetDateTime> {
+        let number = |at: usize, len: usize| -> Option<u32> {
+            std::str::from_utf8(time.get(at..at + len)?)
+                .ok()?
+                .parse()
+                .ok()
+        };
+        let month = time::Month::try_from(u8::try_from(number(5, 2)?).ok()?).ok()?;
+        let date = time::Date::from_calendar_date(
+            i32::try_from(number(0, 4)?).ok()?,
+            month,
+            u8::try_from(number(8, 2)?).ok()?,
+        )
+        .ok()?;
+        let [h, m, s] = [number(11, 2)?, number(14, 2)?, number(17, 2)?].map(|n| n as u8);
+        Some(date.with_hms(h, m, s).ok()?.assume_utc())
+    };
+    parse().unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Appends the records of `lines`: whole lines, each ending in LF, none holding a CR, all
@@ -514,5 +704,103 @@ mod tests {
              {\"time\":\"2026-11-23T21:05:01.123456Z\",\"peer\":\"192.0.2.7:51234\",\
              \"line\":\"a\\\"b\\\\\\\\c\\td\\\\xff\"}\n"
         );
+    }
+
+    /// Parsed messages in `json`: the receipt's time, peer and line, then the sender's fields
+    /// that the message has, structured data as objects with escapes undone.
+    #[test]
+    fn json_with_fields() {
+        let line = br#"<165>1 2026-12-01T16:20:01.5+01:00 web-3 app 42 ID7 [ex@1 k="a\"b" n="2"][t@2] hi "there""#;
+        let msg = crate::syslog_parse::parse(line).unwrap();
+        let mut out = Vec::new();
+        write_parsed(Format::Json, &mut out, b"T", b"192.0.2.7:5", line, &msg);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["time"], "T");
+        assert_eq!(json["peer"], "192.0.2.7:5");
+        // The line escaped as in `default`: its backslash doubled.
+        let escaped = String::from_utf8_lossy(line).replace('\\', "\\\\");
+        assert_eq!(json["line"], escaped.as_str());
+        assert_eq!(json["facility"], "local4");
+        assert_eq!(json["severity"], "notice");
+        assert_eq!(json["timestamp"], "2026-12-01T16:20:01.5+01:00");
+        assert_eq!(json["hostname"], "web-3");
+        assert_eq!(json["app"], "app");
+        assert_eq!(json["procid"], "42");
+        assert_eq!(json["msgid"], "ID7");
+        assert_eq!(json["sd"]["ex@1"]["k"], "a\"b");
+        assert_eq!(json["sd"]["ex@1"]["n"], "2");
+        assert_eq!(json["sd"]["t@2"], serde_json::json!({}));
+        assert_eq!(json["msg"], "hi \"there\"");
+        // A 3164 message has no msgid or sd: the keys are left out.
+        let line = b"<13>Dec  1 16:20:01 host sshd[7]: a\x1bb";
+        let msg = crate::syslog_parse::parse(line).unwrap();
+        out.clear();
+        write_parsed(Format::Json, &mut out, b"T", b"p", line, &msg);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "app",
+                "facility",
+                "hostname",
+                "line",
+                "msg",
+                "peer",
+                "procid",
+                "severity",
+                "time",
+                "timestamp"
+            ]
+        );
+        assert_eq!(json["msg"], "a\\x1bb");
+    }
+
+    /// The `syslog` format: the sender's time (a BSD one dated by the receipt), host and tag;
+    /// the receipt time and the peer's address for what did not parse, or has no time or host.
+    #[test]
+    fn syslog_format() {
+        let receipt = b"2026-12-01T16:20:01.123456Z".as_slice();
+        let record = |peer: &[u8], line: &[u8]| {
+            let mut out = Vec::new();
+            match crate::syslog_parse::parse(line) {
+                Some(msg) => write_parsed(Format::Syslog, &mut out, receipt, peer, line, &msg),
+                None => write_record(Format::Syslog, &mut out, receipt, peer, line),
+            }
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            record(
+                b"192.0.2.7:5",
+                b"<13>1 2026-12-01T17:20:01+01:00 web-3 app 42 - - hi\tthere"
+            ),
+            "2026-12-01T17:20:01+01:00 web-3 app[42]: hi\tthere\n"
+        );
+        assert_eq!(
+            record(b"192.0.2.7:5", b"<13>Dec  1 16:19:59 web-3 sshd: bye\x07"),
+            "2026-12-01T16:19:59+00:00 web-3 sshd: bye\\x07\n"
+        );
+        assert_eq!(
+            record(b"[2001:db8::7]:5", b"<13>1 - - - - - - no time"),
+            "2026-12-01T16:20:01.123456Z 2001:db8::7 no time\n"
+        );
+        assert_eq!(
+            record(b"192.0.2.7:5", b"just a line"),
+            "2026-12-01T16:20:01.123456Z 192.0.2.7 just a line\n"
+        );
+    }
+
+    /// The host of a peer as written in records.
+    #[test]
+    fn peer_hosts() {
+        assert_eq!(peer_host(b"192.0.2.7:51234"), b"192.0.2.7");
+        assert_eq!(peer_host(b"[2001:db8::7]:51234"), b"2001:db8::7");
+        assert_eq!(peer_host(b"unix:pid=1,uid=0"), local_hostname().as_bytes());
+        assert_eq!(receipt_time(b"2026-12-01T16:20:01.123456Z").year(), 2026);
     }
 }

@@ -12,13 +12,15 @@
 //! - `listener`: stream listeners, accepting into a `Stream` with its peer text.
 //! - `connections`: the open connections: slab, ready queue, idle timers.
 //! - `idle`: the idle timers, one per open connection.
-//! - `connection`: one client: its `Stream`, its peer as written in records, its unfinished line.
+//! - `connection`: one client: its `Stream`, its peer as written in records, its framer.
 //! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
-//! - `framing`: the byte stream into lines (`LineBuffer`), long lines into `max_line` pieces.
-//! - `syslog_parse`: a message's syslog fields (RFC 5424, RFC 3164), for `parse = "syslog"`.
+//! - `input`: each listener's framing and parsing (top-level keys, `[listener."ADDR"]` tables).
+//! - `framing`: the byte stream into records: lines (`LineBuffer`) or octet-counted frames
+//!   (`OctetBuffer`), chosen per connection (`Framer`); long ones into `max_line` pieces.
+//! - `syslog_parse`: a message's RFC 5424 / RFC 3164 fields (`parse = "syslog"`).
 //! - `clock`: the receipt time every record starts with.
-//! - `format`: a line into a record (`default`, `raw`, `json`), and the escaping.
+//! - `format`: a line into a record (`default`, `raw`, `json`, `syslog`), and the escaping.
 //! - `simd`: the vector scans and copies under `framing` and `format`; all CPU-specific code.
 //! - `sink`: where records go: a file, or syslog.
 //! - `output`: the sink with its failure episodes: writing batches out, retry and back-off,
@@ -49,6 +51,7 @@ pub mod event_loop;
 pub mod format;
 pub mod framing;
 pub mod idle;
+pub mod input;
 pub mod listen;
 pub mod listener;
 pub mod man;

@@ -20,6 +20,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::datagram::DatagramSocket;
 use crate::event_loop::MAX_LISTENERS;
+use crate::input::{Input, Inputs, ListenAddr};
 use crate::listener::Listener;
 use crate::unix::bind::{SocketFile, bind_dgram, bind_stream};
 use crate::unix::cred;
@@ -58,31 +59,31 @@ pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Sockets to receive on, each with the name used in messages.
+/// Sockets to receive on, each with the name used in messages and its listener's settings.
 #[derive(Default)]
 pub struct Listeners {
-    pub tcp: Vec<(TcpListener, String)>,
-    pub udp: Vec<(UdpSocket, String)>,
+    pub tcp: Named<TcpListener>,
+    pub udp: Named<UdpSocket>,
     /// Unix stream listeners: `unix /run/logsinkd/in.sock`.
-    pub unix: Vec<(UnixListener, String)>,
+    pub unix: Named<UnixListener>,
     /// Unix datagram sockets, with `SO_PASSCRED` set: `unix-dgram /dev/log`.
-    pub unix_dgram: Vec<(UnixDatagram, String)>,
+    pub unix_dgram: Named<UnixDatagram>,
     /// The socket files logsinkd created, to be removed at exit by dropping them (none for
     /// adopted sockets: systemd owns those).
     pub socket_files: Vec<SocketFile>,
 }
 
-/// Sockets of one kind, each with its name in messages.
-pub type Named<T> = Vec<(T, String)>;
+/// Sockets of one kind, each with its name in messages and its listener's framing and parsing.
+pub type Named<T> = Vec<(T, String, Input)>;
 
 impl Listeners {
     /// The sockets as the event loop serves them, each with its name in messages: the stream
     /// listeners (TCP, then unix) and the datagram sockets (UDP, then unix). Take
     /// `socket_files` first: they are dropped here.
     pub fn into_parts(self) -> (Named<Listener>, Named<DatagramSocket>) {
-        fn convert<S, T: From<S>>(list: Vec<(S, String)>) -> impl Iterator<Item = (T, String)> {
+        fn convert<S, T: From<S>>(list: Named<S>) -> impl Iterator<Item = (T, String, Input)> {
             list.into_iter()
-                .map(|(socket, name)| (T::from(socket), name))
+                .map(|(socket, name, input)| (T::from(socket), name, input))
         }
         let streams = convert(self.tcp).chain(convert(self.unix)).collect();
         let datagrams = convert(self.udp).chain(convert(self.unix_dgram)).collect();
@@ -93,7 +94,8 @@ impl Listeners {
 /// The sockets systemd passed, or `None` if it passed none. Fails, naming the socket, if one is
 /// not a TCP or unix stream listener or a UDP or unix datagram socket, and if there are more
 /// than `MAX_LISTENERS`.
-pub fn from_systemd() -> Result<Option<Listeners>> {
+/// Each socket's settings are those of the listener at its address (`inputs`).
+pub fn from_systemd(inputs: &Inputs) -> Result<Option<Listeners>> {
     let fds = sd_notify::listen_fds_with_names().context("reading LISTEN_FDS")?;
     if fds.len() == 0 {
         return Ok(None);
@@ -111,7 +113,9 @@ pub fn from_systemd() -> Result<Option<Listeners>> {
     for (fd, name) in fds {
         // SAFETY: sd_listen_fds(3) hands these descriptors to this process; nothing else owns them.
         let socket = unsafe { Socket::from_raw_fd(fd) };
-        let at = describe(socket.local_addr().ok().as_ref());
+        let local = socket.local_addr().ok();
+        let at = describe(local.as_ref());
+        let input = inputs.at(&listen_addr(local.as_ref()));
         // `unknown` is what sd_listen_fds_with_names(3) gives without LISTEN_FDNAMES.
         let what = match name.as_str() {
             "unknown" => format!("fd {fd} at {at}"),
@@ -140,9 +144,11 @@ pub fn from_systemd() -> Result<Option<Listeners>> {
             .with_context(|| format!("socket activation: {what}"))?;
         match kind {
             Some(Type::STREAM) if listening && unix => {
-                listeners.unix.push((socket.into(), format!("unix {at}")))
+                listeners
+                    .unix
+                    .push((socket.into(), format!("unix {at}"), input))
             }
-            Some(Type::STREAM) if listening => listeners.tcp.push((socket.into(), name)),
+            Some(Type::STREAM) if listening => listeners.tcp.push((socket.into(), name, input)),
             Some(Type::DGRAM) if unix => {
                 // Datagrams sent before this carry no credentials (`unix:unknown`): the unit
                 // should say `PassCredentials=yes`, which sets it before the first one.
@@ -150,9 +156,9 @@ pub fn from_systemd() -> Result<Option<Listeners>> {
                     .with_context(|| format!("socket activation: {what}: setting SO_PASSCRED"))?;
                 listeners
                     .unix_dgram
-                    .push((socket.into(), format!("unix-dgram {at}")));
+                    .push((socket.into(), format!("unix-dgram {at}"), input));
             }
-            Some(Type::DGRAM) => listeners.udp.push((socket.into(), name)),
+            Some(Type::DGRAM) => listeners.udp.push((socket.into(), name, input)),
             _ => bail!(
                 "socket activation: {what} is neither a listening stream socket nor \
                  a datagram socket; logsinkd.socket needs ListenStream= or ListenDatagram= \
@@ -168,6 +174,20 @@ pub fn from_systemd() -> Result<Option<Listeners>> {
         std::env::remove_var("LISTEN_FDNAMES");
     }
     Ok(Some(listeners))
+}
+
+/// A passed socket's address as its listener's table is keyed (`inputs`): the IP address and
+/// port, or the path.
+fn listen_addr(addr: Option<&SockAddr>) -> ListenAddr {
+    match addr.and_then(|a| {
+        a.as_socket()
+            .map(ListenAddr::Ip)
+            .or_else(|| a.as_pathname().map(|p| ListenAddr::Path(p.to_path_buf())))
+    }) {
+        Some(addr) => addr,
+        // No address to match: only the top-level settings apply.
+        None => ListenAddr::Path(std::path::PathBuf::new()),
+    }
 }
 
 /// A passed socket's address as named in messages: `127.0.0.1:5140`, a unix socket's path.
@@ -192,30 +212,31 @@ pub fn bind_all(
     udp: &[SocketAddr],
     unix: &UnixSettings,
     backlog: u32,
+    inputs: &Inputs,
 ) -> Result<Listeners> {
+    let ip = |addr: SocketAddr| inputs.at(&ListenAddr::Ip(addr));
+    let path = |path: &std::path::Path| inputs.at(&ListenAddr::Path(path.to_path_buf()));
     let mut listeners = Listeners {
         tcp: tcp
             .iter()
-            .map(|&addr| Ok((bind(addr, backlog)?, addr.to_string())))
+            .map(|&addr| Ok((bind(addr, backlog)?, addr.to_string(), ip(addr))))
             .collect::<Result<_>>()?,
         udp: udp
             .iter()
-            .map(|&addr| Ok((bind_udp(addr)?, format!("udp {addr}"))))
+            .map(|&addr| Ok((bind_udp(addr)?, format!("udp {addr}"), ip(addr))))
             .collect::<Result<_>>()?,
         ..Listeners::default()
     };
-    for path in &unix.listen {
-        let (socket, file) = bind_stream(path, backlog, &unix.access)?;
-        listeners
-            .unix
-            .push((socket, format!("unix {}", file.path().display())));
+    for at in &unix.listen {
+        let (socket, file) = bind_stream(at, backlog, &unix.access)?;
+        let name = format!("unix {}", file.path().display());
+        listeners.unix.push((socket, name, path(at)));
         listeners.socket_files.push(file);
     }
-    for path in &unix.listen_dgram {
-        let (socket, file) = bind_dgram(path, &unix.access)?;
-        listeners
-            .unix_dgram
-            .push((socket, format!("unix-dgram {}", file.path().display())));
+    for at in &unix.listen_dgram {
+        let (socket, file) = bind_dgram(at, &unix.access)?;
+        let name = format!("unix-dgram {}", file.path().display());
+        listeners.unix_dgram.push((socket, name, path(at)));
         listeners.socket_files.push(file);
     }
     Ok(listeners)

@@ -11,6 +11,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 
 use crate::connection::{Stream, peer_text};
+use crate::input::Input;
 use crate::unix::transport;
 
 pub enum Listener {
@@ -63,18 +64,18 @@ impl From<std::net::TcpListener> for Listener {
 
 /// The stream listeners, each with its name in messages, under consecutive tokens.
 pub struct StreamListeners {
-    list: Vec<(Listener, String)>,
+    list: Vec<(Listener, String, Input)>,
 }
 
 impl StreamListeners {
     /// Registers `listeners` (with their names) under consecutive tokens from `first`.
     pub fn new(
-        listeners: Vec<(Listener, String)>,
+        listeners: Vec<(Listener, String, Input)>,
         registry: &Registry,
         first: usize,
     ) -> Result<StreamListeners> {
         let mut list = listeners;
-        for (i, (listener, name)) in list.iter_mut().enumerate() {
+        for (i, (listener, name, _)) in list.iter_mut().enumerate() {
             listener
                 .register(registry, Token(first + i))
                 .with_context(|| format!("registering listener {name}"))?;
@@ -91,15 +92,15 @@ impl StreamListeners {
         self.list.is_empty()
     }
 
-    /// Listener `index` and its name.
-    pub fn get(&self, index: usize) -> (&Listener, &str) {
-        let (listener, name) = &self.list[index];
-        (listener, name)
+    /// Listener `index`, its name and its settings.
+    pub fn get(&self, index: usize) -> (&Listener, &str, Input) {
+        let (listener, name, input) = &self.list[index];
+        (listener, name, *input)
     }
 
     /// `listening on 127.0.0.1:5140` for each listener.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.list.iter().map(|(l, name)| match l.local_name() {
+        self.list.iter().map(|(l, name, _)| match l.local_name() {
             Ok(bound) => format!("listening on {bound}"),
             Err(_) => format!("listening on {name}"),
         })
@@ -107,7 +108,7 @@ impl StreamListeners {
 
     /// Closes every listener (the drain): new clients are refused rather than left waiting.
     pub fn close(&mut self, registry: &Registry) {
-        for (mut listener, _) in self.list.drain(..) {
+        for (mut listener, _, _) in self.list.drain(..) {
             let _ = listener.deregister(registry);
         }
     }

@@ -13,7 +13,7 @@ use logsinkd::config::Config;
 use logsinkd::daemon::{self, Readiness};
 use logsinkd::diag::{self, Level};
 use logsinkd::event_loop::{Server, Settings};
-use logsinkd::sink::Sink;
+use logsinkd::sink::{Sink, SyslogOptions};
 use logsinkd::{cli, listen, man};
 
 /// Exit code for a bad command line or configuration (as clap uses for usage errors).
@@ -74,24 +74,25 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     let mut pid_file = pid_path
         .map(|path| daemon::PidFile::lock(&path, identity.as_ref()))
         .transpose()?;
-    let mut listeners = match listen::from_systemd()? {
+    let mut listeners = match listen::from_systemd(&config.inputs)? {
         Some(adopted) => adopted,
         None => listen::bind_all(
             &config.listen,
             &config.listen_udp,
             &config.unix,
             config.backlog,
+            &config.inputs,
         )?,
     };
     // Removed at exit (any return from here on), like the pid file.
     let socket_files = std::mem::take(&mut listeners.socket_files);
     let owner = identity.as_ref().map(|id| (id.uid, id.gid));
-    let sink = Sink::open(
-        &config.output,
-        config.format,
-        &config.syslog_facility,
-        owner,
-    )?;
+    let syslog = SyslogOptions {
+        facility: config.syslog_facility.clone(),
+        protocol: config.syslog_format,
+        framing: config.syslog_framing,
+    };
+    let sink = Sink::open(&config.output, config.format, &syslog, owner)?;
 
     let mut readiness = if config.foreground {
         Readiness::foreground()

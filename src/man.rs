@@ -143,6 +143,13 @@ fn config_keys() -> Roff {
             roff.text([roman("as "), bold(format!("--{long}"))]);
         }
     }
+    // The one key that is no option.
+    roff.control("TP", []);
+    roff.text([bold("[listener.\"ADDR\"]")]);
+    roff.text([roman(
+        "a table of one listener's own framing and parse keys, overriding the top-level \
+         ones; ADDR is its address or path as written in its listen key",
+    )]);
     roff
 }
 

@@ -1,6 +1,7 @@
 //! The path from received bytes to the output: read them from the client's socket, frame them
-//! into lines (`framing.rs`), stamp each with the receipt time and the peer, and queue the
-//! records in the sink.
+//! into records (lines or octet-counted frames, `framing/`), scan each for syslog fields where
+//! the listener parses and the output shows them (`syslog_parse.rs`), stamp each with the
+//! receipt time and the peer, and queue the records in the sink.
 //!
 //! A `Recorder` is a short-lived view made for each read pass: the `Framing` (the clock and
 //! `max_line`, kept by the event loop), the output's sink and the server's stats.
@@ -17,9 +18,12 @@ use std::os::fd::AsFd;
 use socket2::SockRef;
 
 use crate::clock::Clock;
-use crate::framing::{LineBuffer, Piece};
+use crate::diag::warning;
+use crate::framing::{End, Framer, LineBuffer, Piece, Switch};
+use crate::input::Parse;
 use crate::sink::Sink;
 use crate::stats::Stats;
+use crate::syslog_parse;
 
 /// The longest unfinished line a read is framed in place behind; a longer one takes the general
 /// path, which only ever appends the new bytes. So the in-place path costs at most this much
@@ -59,85 +63,136 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// True if records of a listener with `parse` are scanned for syslog fields: it parses,
+    /// and the output shows them (otherwise the scan would cost and change nothing).
+    #[inline]
+    pub fn scans(&self, parse: Parse) -> bool {
+        parse == Parse::Syslog && self.sink.shows_fields()
+    }
+
     /// Reads once from `socket` (at most `scratch.len()` bytes) and records what came; `Ok(0)`
     /// at the end of the stream. `scratch` is the read buffer all connections share.
     pub fn read_from(
         &mut self,
         socket: &mut (impl Read + AsFd),
         peer: &[u8],
-        lines: &mut LineBuffer,
+        framer: &mut Framer,
+        parse: Parse,
         scratch: &mut [u8],
     ) -> io::Result<usize> {
-        let carry = lines.unfinished().filter(|u| u.len() <= IN_PLACE_CARRY);
-        if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
-            let start = batch.len();
-            batch.extend_from_slice(unfinished);
-            let n = recv_appending(SockRef::from(&*socket), batch, scratch.len())
-                .inspect_err(|_| batch.truncate(start))?;
-            if n == 0 {
+        let scan = self.scans(parse);
+        if let (false, Some(lines)) = (scan, framer.lines()) {
+            let carry = lines.unfinished().filter(|u| u.len() <= IN_PLACE_CARRY);
+            if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
+                let start = batch.len();
+                batch.extend_from_slice(unfinished);
+                let n = recv_appending(SockRef::from(&*socket), batch, scratch.len())
+                    .inspect_err(|_| batch.truncate(start))?;
+                if n == 0 {
+                    batch.truncate(start);
+                    return Ok(0);
+                }
+                self.stats.bytes += n as u64;
+                if let Some((complete, count)) =
+                    lines.take_run(&batch[start..], self.framing.max_line)
+                {
+                    batch.truncate(start + complete);
+                    self.stats.lines += count;
+                    return Ok(n);
+                }
+                // Some line needs a change: frame the new bytes the general way.
+                scratch[..n].copy_from_slice(&batch[batch.len() - n..]);
                 batch.truncate(start);
-                return Ok(0);
-            }
-            self.stats.bytes += n as u64;
-            if let Some((complete, count)) = lines.take_run(&batch[start..], self.framing.max_line)
-            {
-                batch.truncate(start + complete);
-                self.stats.lines += count;
+                self.frame(peer, framer, scan, &scratch[..n]);
                 return Ok(n);
             }
-            // Some line needs a change: frame the new bytes the general way.
-            scratch[..n].copy_from_slice(&batch[batch.len() - n..]);
-            batch.truncate(start);
-            self.frame(peer, lines, &scratch[..n]);
-            return Ok(n);
         }
         let n = socket.read(scratch)?;
         if n > 0 {
-            self.ingest(peer, lines, &scratch[..n]);
+            self.stats.bytes += n as u64;
+            self.frame(peer, framer, scan, &scratch[..n]);
         }
         Ok(n)
     }
 
-    /// Records the lines `data` completes; all get the same receipt time (one clock read per
-    /// read from the socket).
-    pub fn ingest(&mut self, peer: &[u8], lines: &mut LineBuffer, data: &[u8]) {
-        self.stats.bytes += data.len() as u64;
-        self.frame(peer, lines, data);
-    }
-
-    fn frame(&mut self, peer: &[u8], lines: &mut LineBuffer, data: &[u8]) {
+    /// Records the records `data` (the next bytes of a stream) completes; all get the same
+    /// receipt time (one clock read per read from the socket).
+    fn frame(&mut self, peer: &[u8], framer: &mut Framer, scan: bool, data: &[u8]) {
         let time = self.framing.clock.now();
-        let (sink, count) = (&mut *self.sink, &mut self.stats.lines);
-        // The lines of a read that need no change come as one run, queued in one go.
-        lines.push_pieces(data, self.framing.max_line, &mut |piece| match piece {
-            Piece::Line(line) => {
-                sink.record(time, peer, line);
-                *count += 1;
-            }
-            Piece::Lines(run, lines) => {
+        let (sink, stats) = (&mut *self.sink, &mut *self.stats);
+        let switch = framer.push(data, self.framing.max_line, &mut |piece| match piece {
+            Piece::Line(line) => record(sink, stats, time, peer, line, scan),
+            // The lines of a read that need no change come as one run, queued in one go.
+            Piece::Lines(run, count) if !scan => {
                 sink.record_lines(time, peer, run);
-                *count += lines;
+                stats.lines += count;
+            }
+            Piece::Lines(run, _) => {
+                for line in run[..run.len() - 1].split(|&b| b == b'\n') {
+                    record(sink, stats, time, peer, line, scan);
+                }
             }
         });
+        if let Some(Switch::BadHeader(seen)) = switch {
+            let mut shown = Vec::new();
+            crate::format::escape_into(&mut shown, &seen);
+            warning!(
+                "{}: not an octet-counting header: `{}`; recording the rest of this connection \
+                 as lines",
+                String::from_utf8_lossy(peer),
+                String::from_utf8_lossy(&shown)
+            );
+        }
     }
 
-    /// Records one datagram: each of its lines, and a last line without LF, since a datagram
-    /// is whole (nothing carries over to the next one).
-    pub fn record_datagram(&mut self, peer: &[u8], data: &[u8]) {
-        let mut lines = LineBuffer::default();
-        self.ingest(peer, &mut lines, data);
-        self.finish(peer, &mut lines);
+    /// Records one datagram. With `parse = syslog` it is one message (RFC 5426), an LF (or
+    /// CRLF) at its end dropped, in `max_line` pieces if longer; otherwise each of its lines,
+    /// and a last line without LF. Nothing carries over to the next datagram; an empty one is
+    /// no record.
+    pub fn record_datagram(&mut self, peer: &[u8], data: &[u8], parse: Parse) {
+        self.stats.bytes += data.len() as u64;
+        let scan = self.scans(parse);
+        if parse == Parse::Syslog {
+            let time = self.framing.clock.now();
+            let message = data.strip_suffix(b"\n").unwrap_or(data);
+            let message = message.strip_suffix(b"\r").unwrap_or(message);
+            let (sink, stats) = (&mut *self.sink, &mut *self.stats);
+            for piece in message.chunks(self.framing.max_line) {
+                record(sink, stats, time, peer, piece, scan);
+            }
+            return;
+        }
+        let mut framer = Framer::Lines(LineBuffer::default());
+        self.frame(peer, &mut framer, scan, data);
+        self.finish(peer, &mut framer, parse);
     }
 
-    /// Records the unfinished line of a connection that ends.
-    pub fn finish(&mut self, peer: &[u8], lines: &mut LineBuffer) {
+    /// Records the unfinished record of a connection that ends; one cut short inside an
+    /// octet-counted frame counts as truncated.
+    pub fn finish(&mut self, peer: &[u8], framer: &mut Framer, parse: Parse) {
+        let scan = self.scans(parse);
         let time = self.framing.clock.now();
-        let (sink, count) = (&mut *self.sink, &mut self.stats.lines);
-        lines.finish(&mut |line: &[u8]| {
-            sink.record(time, peer, line);
-            *count += 1;
+        let (sink, stats) = (&mut *self.sink, &mut *self.stats);
+        let end = framer.finish(self.framing.max_line, &mut |line: &[u8]| {
+            record(sink, stats, time, peer, line, scan);
         });
+        if end == End::Truncated {
+            self.stats.truncated += 1;
+        }
     }
+}
+
+/// Queues one record, with its syslog fields if `scan` and it has them.
+#[inline]
+fn record(sink: &mut Sink, stats: &mut Stats, time: &[u8], peer: &[u8], line: &[u8], scan: bool) {
+    stats.lines += 1;
+    if scan {
+        match syslog_parse::parse(line) {
+            Some(msg) => return sink.record_parsed(time, peer, line, &msg),
+            None => stats.unparsed += 1,
+        }
+    }
+    sink.record(time, peer, line);
 }
 
 /// `recv(2)` of at most `max` bytes appended to `out`, without first zeroing the space (which
@@ -170,18 +225,29 @@ mod tests {
     ) -> (Vec<u8>, u64, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
-        let sink = Sink::open(&Target::File(path.clone()), format, "user", None).unwrap();
+        let syslog = crate::sink::SyslogOptions {
+            facility: "user".into(),
+            protocol: Default::default(),
+            framing: Default::default(),
+        };
+        let sink = Sink::open(&Target::File(path.clone()), format, &syslog, None).unwrap();
         let mut sink = sink;
         let (mut framing, mut stats) = (Framing::new(max_line), Stats::default());
         let mut recorder = Recorder::new(&mut framing, &mut sink, &mut stats);
         let (mut client, mut server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
-        let mut lines = LineBuffer::default();
+        let mut lines = Framer::Lines(LineBuffer::default());
         let mut scratch = vec![0; read_size];
         for chunk in chunks {
             client.write_all(chunk).unwrap();
             loop {
-                match recorder.read_from(&mut server, b"peer", &mut lines, &mut scratch) {
+                match recorder.read_from(
+                    &mut server,
+                    b"peer",
+                    &mut lines,
+                    Parse::None,
+                    &mut scratch,
+                ) {
                     Ok(n) => assert!(n > 0, "the client is still there"),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => panic!("{e}"),
@@ -192,11 +258,11 @@ mod tests {
         drop(client);
         assert_eq!(
             recorder
-                .read_from(&mut server, b"peer", &mut lines, &mut scratch)
+                .read_from(&mut server, b"peer", &mut lines, Parse::None, &mut scratch)
                 .unwrap(),
             0
         );
-        recorder.finish(b"peer", &mut lines);
+        recorder.finish(b"peer", &mut lines, Parse::None);
         recorder
             .sink
             .flush()

@@ -14,14 +14,25 @@ pub struct Stats {
     pub bytes: u64,
     /// Failed reads, accepts and output writes.
     pub errors: u64,
+    /// Octet-counted frames cut short by the end of their connection (recorded as far as
+    /// they came).
+    pub truncated: u64,
+    /// Messages of listeners with `parse = "syslog"` that did not parse (recorded as they are).
+    pub unparsed: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections open={} total={} lines={} bytes={} errors={}",
-            self.open, self.connections, self.lines, self.bytes, self.errors
+            "connections open={} total={} lines={} bytes={} errors={} truncated={} unparsed={}",
+            self.open,
+            self.connections,
+            self.lines,
+            self.bytes,
+            self.errors,
+            self.truncated,
+            self.unparsed
         )
     }
 }

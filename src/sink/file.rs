@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::diag::info;
-use crate::format::{Format, write_record, write_records};
+use crate::format::{Format, write_parsed, write_record, write_records};
+use crate::syslog_parse::Message;
 
 /// Initial buffer size: large enough that a busy daemon writes in big blocks.
 const BUF_CAPACITY: usize = 1 << 20;
@@ -220,6 +221,16 @@ impl FileSink {
             buf: Vec::with_capacity(BUF_CAPACITY),
             reopen_pending: None,
         })
+    }
+
+    /// Queues one record whose syslog fields are `msg`.
+    pub fn record_parsed(&mut self, time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) {
+        write_parsed(self.format, &mut self.buf, time, peer, line, msg);
+    }
+
+    /// The record format.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     #[inline]

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::format::Format;
+use crate::syslog_parse::Message;
 pub use file::{FileId, FileSink, Owner, chown_to, file_id, file_kind, open_regular, still_names};
-pub use syslog::SyslogSink;
+pub use syslog::{SyslogFraming, SyslogOptions, SyslogProtocol, SyslogSink};
 pub(crate) use syslog::{UnixConn, connect_local};
 pub use syslog_addr::SyslogAddr;
 
@@ -99,12 +100,12 @@ impl Sink {
     pub fn open(
         target: &Target,
         format: Format,
-        facility: &str,
+        syslog: &SyslogOptions,
         owner: Option<Owner>,
     ) -> Result<Sink> {
         Ok(match target {
             Target::File(path) => Sink::File(FileSink::open(path, format, owner)?),
-            Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), facility)?),
+            Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), syslog)?),
         })
     }
 
@@ -113,7 +114,24 @@ impl Sink {
     pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
         match self {
             Sink::File(s) => s.record(time, peer, line),
-            Sink::Syslog(s) => s.record(peer, line),
+            Sink::Syslog(s) => s.record(time, peer, line),
+        }
+    }
+
+    /// Queues one record whose syslog fields are `msg`.
+    pub fn record_parsed(&mut self, time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) {
+        match self {
+            Sink::File(s) => s.record_parsed(time, peer, line, msg),
+            Sink::Syslog(s) => s.record_parsed(time, peer, msg),
+        }
+    }
+
+    /// True if records show a message's syslog fields (the `json` and `syslog` formats, a
+    /// syslog output), so that parsing them is worth its cost.
+    pub fn shows_fields(&self) -> bool {
+        match self {
+            Sink::File(s) => s.format().shows_fields(),
+            Sink::Syslog(_) => true,
         }
     }
 
@@ -125,7 +143,7 @@ impl Sink {
             Sink::Syslog(s) => {
                 let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
                 for line in lines.split(|&b| b == b'\n') {
-                    s.record(peer, line);
+                    s.record(time, peer, line);
                 }
             }
         }

@@ -1,6 +1,11 @@
-//! Syslog output: every line becomes one message, tag `logsinkd`, severity `info`, the
-//! configured facility, text `<peer> <escaped line>`, formatted by the `syslog` crate
-//! (RFC 3164, stamped at receipt).
+//! Syslog output: every record becomes one message, in RFC 3164 (the default) or RFC 5424
+//! (`syslog_format`), on TCP ended by LF or octet-counted (`syslog_framing`).
+//!
+//! A message that parsed as syslog (`parse = "syslog"`) is relayed as rsyslog forwards: with
+//! its sender's facility, severity, timestamp, hostname, tag (app and pid) and, in RFC 5424,
+//! msgid and structured data; its text escaped as in the `default` format. Any other line goes
+//! as `<peer> <escaped line>`, tag `logsinkd`, severity `info`, the configured facility,
+//! stamped at receipt (in RFC 3164 formatted by the `syslog` crate).
 //!
 //! Nothing here ever blocks the event loop, whatever the receiver does: every socket is
 //! non-blocking from its creation, every connect and every send. Messages wait in a queue; a
@@ -31,12 +36,87 @@ use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 use super::{SinkError, SyslogAddr};
 use crate::diag::{error, info, warning};
-use crate::format::escape_into;
+use crate::format::{escape_into, local_hostname, peer_host};
+use crate::syslog_parse::{Message, Pri, rfc3339_timestamp};
 
 /// Longest message text sent in one message. rsyslog's default `maxMessageSize` is 8 KiB
 /// including the header and it truncates what is longer, so longer lines go as several
 /// messages of this size rather than being cut short at the receiver.
 pub const MAX_TEXT: usize = 7 * 1024;
+
+/// The message format sent (`syslog_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyslogProtocol {
+    /// `<PRI>Mmm dd hh:mm:ss HOST TAG: MSG`, what syslog(3) and most devices send.
+    #[default]
+    Rfc3164,
+    /// `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`.
+    Rfc5424,
+}
+
+impl SyslogProtocol {
+    pub const NAMES: &'static str = "rfc3164 or rfc5424";
+
+    pub fn parse(name: &str) -> Option<SyslogProtocol> {
+        match name {
+            "rfc3164" => Some(SyslogProtocol::Rfc3164),
+            "rfc5424" => Some(SyslogProtocol::Rfc5424),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SyslogProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyslogProtocol::Rfc3164 => "rfc3164",
+            SyslogProtocol::Rfc5424 => "rfc5424",
+        })
+    }
+}
+
+/// How messages are framed on a TCP output (`syslog_framing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyslogFraming {
+    /// Each message ends with LF (RFC 6587 non-transparent framing).
+    #[default]
+    Lines,
+    /// `LEN SP MSG` (RFC 6587 octet counting).
+    Octet,
+}
+
+impl SyslogFraming {
+    pub const NAMES: &'static str = "lines or octet";
+
+    pub fn parse(name: &str) -> Option<SyslogFraming> {
+        match name {
+            "lines" => Some(SyslogFraming::Lines),
+            "octet" => Some(SyslogFraming::Octet),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SyslogFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyslogFraming::Lines => "lines",
+            SyslogFraming::Octet => "octet",
+        })
+    }
+}
+
+/// How records are sent to a syslog output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogOptions {
+    /// Of lines that did not parse as syslog (a name `syslog::Facility` knows).
+    pub facility: String,
+    pub protocol: SyslogProtocol,
+    pub framing: SyslogFraming,
+}
+
+/// RFC 5424's longest HOSTNAME, APP-NAME, PROCID and MSGID: longer fields are cut to these.
+const MAX_5424: [usize; 4] = [255, 48, 128, 32];
 
 /// Where the local syslog socket may be, in the order syslog(3) and the `syslog` crate try.
 const LOCAL_PATHS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
@@ -136,6 +216,10 @@ pub struct SyslogSink {
     /// The answer of a lookup started by `reopen`, picked up by the next `flush`.
     lookup: Option<Receiver<Result<SocketAddr>>>,
     formatter: Formatter3164,
+    protocol: SyslogProtocol,
+    framing: SyslogFraming,
+    /// A message's header, built here before it is queued.
+    header: Vec<u8>,
     conn: Option<Conn>,
     /// Framed messages not yet sent, oldest first, back to back in one buffer from `head` on:
     /// a queued message costs its bytes and its length in `lens`, not an allocation of its own
@@ -151,10 +235,11 @@ pub struct SyslogSink {
 }
 
 impl SyslogSink {
-    pub fn open(addr: SyslogAddr, facility: &str) -> Result<SyslogSink> {
-        let facility: Facility = facility
+    pub fn open(addr: SyslogAddr, options: &SyslogOptions) -> Result<SyslogSink> {
+        let facility: Facility = options
+            .facility
             .parse()
-            .map_err(|()| anyhow!("unknown syslog facility `{facility}`"))?;
+            .map_err(|()| anyhow!("unknown syslog facility `{}`", options.facility))?;
         let remote = matches!(addr, SyslogAddr::Udp(_) | SyslogAddr::Tcp(_));
         let formatter = Formatter3164 {
             facility,
@@ -173,6 +258,9 @@ impl SyslogSink {
             lookup: None,
             addr,
             formatter,
+            protocol: options.protocol,
+            framing: options.framing,
+            header: Vec::new(),
             conn: None,
             frames: Vec::new(),
             head: 0,
@@ -194,9 +282,9 @@ impl SyslogSink {
         Ok(sink)
     }
 
-    /// Queues `<peer> <escaped line>`; a line too long for one message goes as several, each
-    /// starting with the peer.
-    pub fn record(&mut self, peer: &[u8], line: &[u8]) {
+    /// Queues `<peer> <escaped line>`, received at `time`; a line too long for one message
+    /// goes as several, each starting with the peer.
+    pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
         let mut escaped = Vec::with_capacity(line.len());
         escape_into(&mut escaped, line);
         // Escaped text is printable ASCII, tab and valid UTF-8 by construction.
@@ -204,18 +292,116 @@ impl SyslogSink {
         let peer = String::from_utf8_lossy(peer);
         let room = MAX_TEXT.saturating_sub(peer.len() + 1).max(64);
         for piece in pieces(&escaped, room) {
-            self.push(&format!("{peer} {piece}"));
+            let text = format!("{peer} {piece}");
+            match self.protocol {
+                SyslogProtocol::Rfc3164 => self.push(|frames, formatter| {
+                    // Writing into a Vec cannot fail.
+                    let _ = formatter.format(frames, Severity::LOG_INFO, text);
+                }),
+                SyslogProtocol::Rfc5424 => {
+                    let pri = Pri {
+                        facility: (self.formatter.facility as u8) >> 3,
+                        severity: Severity::LOG_INFO as u8,
+                    };
+                    let host = self.formatter.hostname.as_deref().unwrap_or("-");
+                    let pid = self.formatter.pid.to_string();
+                    let mut header = std::mem::take(&mut self.header);
+                    header.clear();
+                    header5424(
+                        &mut header,
+                        pri,
+                        time,
+                        host.as_bytes(),
+                        b"logsinkd",
+                        pid.as_bytes(),
+                        None,
+                        None,
+                    );
+                    self.push(|frames, _| {
+                        frames.extend_from_slice(&header);
+                        frames.push(b' ');
+                        frames.extend_from_slice(text.as_bytes());
+                    });
+                    self.header = header;
+                }
+            }
         }
     }
 
-    fn push(&mut self, text: &str) {
+    /// Queues a message that parsed as syslog, keeping its sender's fields (see the module
+    /// comment); its text, escaped, goes in as many messages as it needs, each with the
+    /// same header.
+    pub fn record_parsed(&mut self, time: &[u8], peer: &[u8], msg: &Message<'_>) {
+        let pri = msg.pri.unwrap_or(Pri {
+            facility: (self.formatter.facility as u8) >> 3,
+            // What rsyslog assumes of a message without a PRI: notice.
+            severity: Severity::LOG_NOTICE as u8,
+        });
+        let host = msg.hostname.unwrap_or_else(|| peer_host(peer));
+        let mut header = std::mem::take(&mut self.header);
+        header.clear();
+        let mut stamp = Vec::with_capacity(40);
+        if !rfc3339_timestamp(msg, crate::format::receipt_time(time), &mut stamp) {
+            stamp.extend_from_slice(time);
+        }
+        match self.protocol {
+            SyslogProtocol::Rfc3164 => {
+                let _ = write!(header, "<{}>", pri.value());
+                bsd_time(&stamp, &mut header);
+                header.push(b' ');
+                escape_into(&mut header, host);
+                if let Some(app) = msg.app {
+                    header.push(b' ');
+                    escape_into(&mut header, app);
+                    if let Some(pid) = msg.procid {
+                        header.push(b'[');
+                        escape_into(&mut header, pid);
+                        header.extend_from_slice(b"]");
+                    }
+                    header.push(b':');
+                }
+            }
+            SyslogProtocol::Rfc5424 => {
+                header5424(
+                    &mut header,
+                    pri,
+                    &stamp,
+                    host,
+                    msg.app.unwrap_or(b"-"),
+                    msg.procid.unwrap_or(b"-"),
+                    msg.msgid,
+                    msg.sd,
+                );
+            }
+        }
+        let mut escaped = Vec::with_capacity(msg.msg.len());
+        escape_into(&mut escaped, msg.msg_without_bom());
+        let escaped = String::from_utf8_lossy(&escaped);
+        let room = MAX_TEXT.saturating_sub(header.len()).max(64);
+        for piece in pieces(&escaped, room) {
+            self.push(|frames, _| {
+                frames.extend_from_slice(&header);
+                if !piece.is_empty() {
+                    frames.push(b' ');
+                    frames.extend_from_slice(piece.as_bytes());
+                }
+            });
+        }
+        self.header = header;
+    }
+
+    /// Queues the message `write` appends, framed for the connection.
+    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>, &Formatter3164)) {
         let start = self.frames.len();
-        // Writing into a Vec cannot fail.
-        let _ = self
-            .formatter
-            .format(&mut self.frames, Severity::LOG_INFO, text);
+        write(&mut self.frames, &self.formatter);
         if matches!(self.addr, SyslogAddr::Tcp(_)) {
-            self.frames.push(b'\n');
+            match self.framing {
+                SyslogFraming::Lines => self.frames.push(b'\n'),
+                SyslogFraming::Octet => {
+                    let count = format!("{} ", self.frames.len() - start);
+                    self.frames.splice(start..start, count.into_bytes());
+                }
+            }
         }
         let len = self.frames.len() - start;
         self.queued_bytes += len;
@@ -536,14 +722,67 @@ fn wait_connected(socket: &Socket, addr: &SyslogAddr) -> Result<()> {
 }
 
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return None;
+    Some(local_hostname().to_string())
+}
+
+/// Appends an RFC 5424 header, `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD`: each
+/// field escaped, cut to RFC 5424's length, `-` when absent or empty.
+#[allow(clippy::too_many_arguments)]
+fn header5424(
+    out: &mut Vec<u8>,
+    pri: Pri,
+    stamp: &[u8],
+    host: &[u8],
+    app: &[u8],
+    procid: &[u8],
+    msgid: Option<&[u8]>,
+    sd: Option<&[u8]>,
+) {
+    let _ = write!(out, "<{}>1 ", pri.value());
+    out.extend_from_slice(stamp);
+    for (field, max) in [host, app, procid, msgid.unwrap_or(b"-")]
+        .into_iter()
+        .zip(MAX_5424)
+    {
+        out.push(b' ');
+        let start = out.len();
+        escape_into(out, field);
+        // Escapes are ASCII; a cut inside a character would still be invalid UTF-8, so cut
+        // back to a character boundary.
+        let mut end = out.len().min(start + max);
+        while end > start && end < out.len() && (out[end] & 0xc0) == 0x80 {
+            end -= 1;
+        }
+        out.truncate(end);
+        if out.len() == start {
+            out.push(b'-');
+        }
     }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    std::str::from_utf8(&buf[..end]).ok().map(str::to_string)
+    out.push(b' ');
+    out.extend_from_slice(sd.unwrap_or(b"-"));
+}
+
+/// Appends the RFC 3339 time `stamp` (`2026-12-01T16:20:01.123+01:00`) as a BSD time
+/// (`Dec  1 16:20:01`): its wall-clock time, as RFC 3164 has no zone or fraction.
+fn bsd_time(stamp: &[u8], out: &mut Vec<u8>) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let field = |at: usize, len: usize| -> Option<usize> {
+        std::str::from_utf8(stamp.get(at..at + len)?)
+            .ok()?
+            .parse()
+            .ok()
+    };
+    let month = field(5, 2).and_then(|m| MONTHS.get(m.checked_sub(1)?));
+    match (month, field(8, 2), stamp.get(11..19)) {
+        (Some(month), Some(day), Some(clock)) => {
+            let _ = write!(out, "{month} {day:>2} ");
+            out.extend_from_slice(clock);
+        }
+        // Not from the parser or the clock; never happens, but a header stays a header.
+        _ => out.extend_from_slice(b"Jan  1 00:00:00"),
+    }
 }
 
 #[cfg(test)]
@@ -645,5 +884,100 @@ mod tests {
             after_send_error(&os(libc::EPIPE)),
             AfterSendError::Reconnect
         );
+    }
+
+    /// The queued messages of `sink`, each as text.
+    fn queued(sink: &SyslogSink) -> Vec<String> {
+        let mut at = sink.head;
+        sink.lens
+            .iter()
+            .map(|&len| {
+                let frame = &sink.frames[at..at + len as usize];
+                at += len as usize;
+                String::from_utf8_lossy(frame).into_owned()
+            })
+            .collect()
+    }
+
+    /// A parsed message relays with its sender's priority, time, host and tag: RFC 5424
+    /// octet-counted, or RFC 3164 ended by LF; its text escaped, the header on every piece.
+    #[test]
+    fn relays_keep_the_senders_fields() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = SyslogAddr::Tcp(listener.local_addr().unwrap().to_string());
+        let options = |protocol, framing| SyslogOptions {
+            facility: "user".into(),
+            protocol,
+            framing,
+        };
+        let time = b"2026-12-01T16:20:01.123456Z";
+        let bsd = b"<13>Dec  1 16:19:59 web-3 sshd[7]: bye\x07".as_slice();
+        let rfc5424 =
+            b"<165>1 2026-12-01T17:20:01+01:00 web-3 app 42 ID7 [a@1 k=\"v\"] hi".as_slice();
+        let parsed = |line| crate::syslog_parse::parse(line).unwrap();
+
+        let mut sink = SyslogSink::open(
+            addr.clone(),
+            &options(SyslogProtocol::Rfc5424, SyslogFraming::Octet),
+        )
+        .unwrap();
+        sink.record_parsed(time, b"192.0.2.7:5", &parsed(bsd));
+        sink.record_parsed(time, b"192.0.2.7:5", &parsed(rfc5424));
+        let body = "<13>1 2026-12-01T16:19:59+00:00 web-3 sshd 7 - - bye\\x07";
+        let second = "<165>1 2026-12-01T17:20:01+01:00 web-3 app 42 ID7 [a@1 k=\"v\"] hi";
+        assert_eq!(
+            queued(&sink),
+            [
+                format!("{} {body}", body.len()),
+                format!("{} {second}", second.len())
+            ]
+        );
+
+        let mut sink = SyslogSink::open(
+            addr.clone(),
+            &options(SyslogProtocol::Rfc3164, SyslogFraming::Lines),
+        )
+        .unwrap();
+        sink.record_parsed(time, b"192.0.2.7:5", &parsed(rfc5424));
+        let long = [
+            b"<14>Dec  1 16:19:59 web-3 app: ".as_slice(),
+            &[b'x'; MAX_TEXT + 10],
+        ]
+        .concat();
+        sink.record_parsed(time, b"192.0.2.7:5", &parsed(&long));
+        let got = queued(&sink);
+        assert_eq!(got[0], "<165>Dec  1 17:20:01 web-3 app[42]: hi\n");
+        assert_eq!(got.len(), 3, "a long text in two messages");
+        assert!(got[1].starts_with("<14>Dec  1 16:19:59 web-3 app: xxx"));
+        assert!(got[2].starts_with("<14>Dec  1 16:19:59 web-3 app: xxx"));
+
+        // A line that did not parse: as before, in RFC 5424 with logsinkd's own header.
+        let mut sink = SyslogSink::open(
+            addr,
+            &options(SyslogProtocol::Rfc5424, SyslogFraming::Lines),
+        )
+        .unwrap();
+        sink.record(time, b"192.0.2.7:5", b"plain");
+        let got = queued(&sink);
+        let pid = std::process::id();
+        let host = local_hostname();
+        assert_eq!(
+            got[0],
+            format!(
+                "<14>1 2026-12-01T16:20:01.123456Z {host} logsinkd {pid} - - 192.0.2.7:5 plain\n"
+            )
+        );
+    }
+
+    /// RFC 3339 times become BSD ones, their wall-clock time kept.
+    #[test]
+    fn bsd_times() {
+        let bsd = |stamp: &[u8]| {
+            let mut out = Vec::new();
+            bsd_time(stamp, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(bsd(b"2026-12-01T17:20:01.5+01:00"), "Dec  1 17:20:01");
+        assert_eq!(bsd(b"2026-01-21T07:02:03Z"), "Jan 21 07:02:03");
     }
 }
