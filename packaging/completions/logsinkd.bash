@@ -23,7 +23,7 @@ _logsinkd() {
 
     case "${cmd}" in
         logsinkd)
-            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --max-line --foreground --pid-file --user --group --syslog-facility --max-connections --backlog --idle-timeout --check-config --help --version"
+            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --check-config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -81,6 +81,14 @@ _logsinkd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --framing)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parse)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-line)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -110,6 +118,14 @@ _logsinkd() {
                     return 0
                     ;;
                 --syslog-facility)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --syslog-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --syslog-framing)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
