@@ -6,13 +6,16 @@
 //! every line. Then the receiver is stopped and its output verified line by line (see
 //! `ingest/verify.rs`); a run that fails verification is reported as FAILED, not timed. Every
 //! figure is the median of 3 runs. A latency scenario sends at a fixed rate instead and
-//! measures each line from send to in-file.
+//! measures each line from send to in-file. The `syslog` scenarios send octet-counted RFC 5424
+//! messages of the same size instead of lines (`ingest/lines.rs`), to the receivers that take
+//! them (`ingest/receivers.rs`).
 //!
 //! Without `--bench` (that is, under `cargo test`), or with `--smoke`, every scenario runs
 //! once at a tiny scale: a smoke test of the harness and of logsinkd's output, which must
 //! verify; speed is never asserted. Extra arguments filter: `cargo bench --bench ingest --
 //! "16 x" raw` runs only the runs whose "scenario / receiver" holds each of them at the start
-//! of a word; `--runs=N` changes the count.
+//! of a word (so `syslog` picks the syslog scenarios, not the `rsyslogd` rows of the others);
+//! `--runs=N` changes the count.
 
 mod lines;
 mod load;
@@ -32,6 +35,8 @@ use verify::Sent;
 /// One load pattern.
 pub struct Scenario {
     pub name: String,
+    /// What is sent: lines, or octet-counted syslog messages.
+    pub kind: lines::Kind,
     pub conns: usize,
     pub per_conn: usize,
     /// Lines per second per connection (latency scenarios); `None`: as fast as possible.
@@ -44,6 +49,7 @@ impl Scenario {
     fn flat(conns: usize, per_conn: usize, name: &str, throughput_target: bool) -> Scenario {
         Scenario {
             name: name.into(),
+            kind: lines::Kind::Line,
             conns,
             per_conn,
             rate: None,
@@ -51,9 +57,18 @@ impl Scenario {
         }
     }
 
+    /// A throughput scenario as `flat` that sends octet-counted syslog messages, not lines.
+    fn syslog(conns: usize, per_conn: usize, name: &str) -> Scenario {
+        Scenario {
+            kind: lines::Kind::Syslog,
+            ..Scenario::flat(conns, per_conn, name, true)
+        }
+    }
+
     fn paced(conns: usize, rate: u32, secs: usize) -> Scenario {
         Scenario {
             name: format!("latency {conns} x {rate}/s x {secs} s"),
+            kind: lines::Kind::Line,
             conns,
             per_conn: rate as usize * secs,
             rate: Some(rate),
@@ -69,6 +84,8 @@ impl Scenario {
                 Scenario::flat(16, 100_000, "16 x 100,000", true),
                 Scenario::flat(256, 4_000, "256 x 4,000", true),
                 Scenario::flat(10_000, 10, "10,000 conns x 10", false),
+                Scenario::syslog(1, 1_000_000, "syslog 1 x 1,000,000"),
+                Scenario::syslog(16, 100_000, "syslog 16 x 100,000"),
                 Scenario::paced(100, 100, 10),
             ]
         } else {
@@ -77,6 +94,8 @@ impl Scenario {
                 Scenario::flat(4, 500, "smoke 4 x 500", true),
                 Scenario::flat(16, 100, "smoke 16 x 100", true),
                 Scenario::flat(200, 10, "smoke 200 conns x 10", false),
+                Scenario::syslog(2, 1_000, "smoke syslog 2 x 1,000"),
+                Scenario::syslog(16, 100, "smoke syslog 16 x 100"),
                 Scenario::paced(10, 100, 1),
             ]
         }
@@ -125,14 +144,18 @@ fn main() -> ExitCode {
     for scenario in &scenarios {
         let chosen: Vec<&Receiver> = receivers
             .iter()
-            .filter(|r| selected(scenario, r) && (scenario.throughput_target || !r.ceiling_only()))
+            .filter(|r| {
+                r.serves(scenario.kind)
+                    && selected(scenario, r)
+                    && (scenario.throughput_target || !r.ceiling_only())
+            })
             .collect();
         if chosen.is_empty() {
             continue;
         }
         let data: Vec<Vec<u8>> = match scenario.rate {
             None => (0..scenario.conns)
-                .map(|c| lines::generate(c, scenario.per_conn))
+                .map(|c| lines::generate(scenario.kind, c, scenario.per_conn))
                 .collect(),
             Some(_) => Vec::new(),
         };
@@ -196,6 +219,7 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
         None => {
             let start = load::send_all(&mut clients, data)?;
             let sent = Sent {
+                kind: scenario.kind,
                 lines_per_conn: scenario.per_conn,
                 peers: &clients.peers,
                 sent_ns: None,
@@ -227,6 +251,7 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
     let out =
         std::fs::read(&out_path).map_err(|e| format!("reading {}: {e}", out_path.display()))?;
     let sent = Sent {
+        kind: scenario.kind,
         lines_per_conn: scenario.per_conn,
         peers: &peers,
         sent_ns: sent_ns.as_deref(),

@@ -1,6 +1,14 @@
 //! The receivers under test, each a separate process so that its CPU time and peak RSS can be
-//! read from /proc: logsinkd (`default` and `raw`), the reference server (this same
-//! executable re-run with a hidden argument, see `reference.rs`) and rsyslogd when installed.
+//! read from /proc: logsinkd, the reference server (this same executable re-run with a hidden
+//! argument, see `reference.rs`) and rsyslogd when installed.
+//!
+//! Each serves one kind of load (`lines::Kind`), the reference both:
+//!
+//! - lines: `logsinkd default`, `logsinkd raw`, `reference`, `reference +44% bytes` (the
+//!   equal-bytes ceiling for `default`), `rsyslogd` (the message as received, `%rawmsg%`);
+//! - octet-counted RFC 5424 messages: `logsinkd octet raw` (`--framing octet --format raw`),
+//!   `logsinkd octet json+parse` (`--framing octet --parse syslog --format json`),
+//!   `reference`, `rsyslogd fields` (its default parsers, a template of host, tag and message).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::lines;
 use crate::verify::Shape;
 
 /// The argument that makes this executable the reference server.
@@ -19,20 +28,23 @@ pub const REFERENCE_ARG: &str = "--reference-server";
 /// 100-byte line (27 + 1 + 15 + 1; ephemeral ports have five digits).
 pub const DEFAULT_EXTRA_PERCENT: usize = 44;
 
+/// What a receiver is and how it is set up.
 #[derive(Debug, Clone)]
 pub enum Kind {
+    /// logsinkd with these `--format`, `--framing` and `--parse` values.
     Logsinkd {
         format: &'static str,
+        framing: &'static str,
+        parse: &'static str,
     },
     /// `extra_percent`: more bytes written than received, in a second file (see reference.rs).
-    Reference {
-        extra_percent: usize,
-    },
-    Rsyslogd {
-        bin: PathBuf,
-    },
+    Reference { extra_percent: usize },
+    /// `fields`: parsed syslog messages written as host, tag and message (the syslog load);
+    /// else each message as received (`%rawmsg%`, the lines load).
+    Rsyslogd { bin: PathBuf, fields: bool },
 }
 
+/// One receiver under test, as named in the report and in filters.
 #[derive(Debug, Clone)]
 pub struct Receiver {
     pub name: &'static str,
@@ -42,15 +54,19 @@ pub struct Receiver {
 impl Receiver {
     /// Everything this machine can run: rsyslogd only when it is installed.
     pub fn available() -> Vec<Receiver> {
+        let logsinkd = |name, format, framing, parse| Receiver {
+            name,
+            kind: Kind::Logsinkd {
+                format,
+                framing,
+                parse,
+            },
+        };
         let mut all = vec![
-            Receiver {
-                name: "logsinkd default",
-                kind: Kind::Logsinkd { format: "default" },
-            },
-            Receiver {
-                name: "logsinkd raw",
-                kind: Kind::Logsinkd { format: "raw" },
-            },
+            logsinkd("logsinkd default", "default", "lines", "none"),
+            logsinkd("logsinkd raw", "raw", "lines", "none"),
+            logsinkd("logsinkd octet raw", "raw", "octet", "none"),
+            logsinkd("logsinkd octet json+parse", "json", "octet", "syslog"),
             Receiver {
                 name: "reference",
                 kind: Kind::Reference { extra_percent: 0 },
@@ -67,10 +83,19 @@ impl Receiver {
             .map(PathBuf::from)
             .find(|p| p.exists());
         match rsyslogd {
-            Some(bin) => all.push(Receiver {
-                name: "rsyslogd",
-                kind: Kind::Rsyslogd { bin },
-            }),
+            Some(bin) => all.extend([
+                Receiver {
+                    name: "rsyslogd",
+                    kind: Kind::Rsyslogd {
+                        bin: bin.clone(),
+                        fields: false,
+                    },
+                },
+                Receiver {
+                    name: "rsyslogd fields",
+                    kind: Kind::Rsyslogd { bin, fields: true },
+                },
+            ]),
             None => eprintln!(
                 "ingest: rsyslogd is not installed (apt-get install rsyslog); comparing without it"
             ),
@@ -84,14 +109,38 @@ impl Receiver {
         matches!(self.kind, Kind::Reference { extra_percent } if extra_percent > 0)
     }
 
+    /// True if this receiver takes the load `kind`: line framing for lines, octet counting and
+    /// the fields template for syslog; the plain reference copies either.
+    pub fn serves(&self, kind: lines::Kind) -> bool {
+        let syslog = kind == lines::Kind::Syslog;
+        match self.kind {
+            Kind::Logsinkd { framing, .. } => (framing == "octet") == syslog,
+            Kind::Reference { extra_percent } => extra_percent == 0 || !syslog,
+            Kind::Rsyslogd { fields, .. } => fields == syslog,
+        }
+    }
+
     pub fn is_logsinkd(&self) -> bool {
         matches!(self.kind, Kind::Logsinkd { .. })
     }
 
+    /// The plain reference: the ceiling of any receiver.
+    pub fn is_reference(&self) -> bool {
+        matches!(self.kind, Kind::Reference { extra_percent: 0 })
+    }
+
+    pub fn is_rsyslogd(&self) -> bool {
+        matches!(self.kind, Kind::Rsyslogd { .. })
+    }
+
     pub fn shape(&self) -> Shape {
         match self.kind {
-            Kind::Logsinkd { format: "default" } => Shape::Stamped,
+            Kind::Logsinkd {
+                format: "default", ..
+            } => Shape::Stamped,
+            Kind::Logsinkd { format: "json", .. } => Shape::Json,
             Kind::Reference { .. } => Shape::Stream,
+            Kind::Rsyslogd { fields: true, .. } => Shape::Fields,
             _ => Shape::Bare,
         }
     }
@@ -102,7 +151,11 @@ impl Receiver {
         // Created up front so the latency tailer can watch it before the first record.
         std::fs::write(&out, b"").map_err(|e| format!("creating {}: {e}", out.display()))?;
         let (mut cmd, announces) = match &self.kind {
-            Kind::Logsinkd { format } => {
+            Kind::Logsinkd {
+                format,
+                framing,
+                parse,
+            } => {
                 let mut cmd = Command::new(logsinkd_binary());
                 cmd.args([
                     "--foreground",
@@ -110,6 +163,10 @@ impl Receiver {
                     "127.0.0.1:0",
                     "--format",
                     format,
+                    "--framing",
+                    framing,
+                    "--parse",
+                    parse,
                     "--output",
                 ])
                 .arg(&out)
@@ -125,7 +182,7 @@ impl Receiver {
                     .arg(extra_percent.to_string());
                 (cmd, true)
             }
-            Kind::Rsyslogd { bin } => (rsyslogd_command(bin, dir, &out)?, false),
+            Kind::Rsyslogd { bin, fields } => (rsyslogd_command(bin, dir, &out, *fields)?, false),
         };
         let mut child = cmd
             .current_dir(dir)
@@ -177,22 +234,32 @@ fn logsinkd_binary() -> PathBuf {
 }
 
 /// rsyslogd as a TCP log receiver would be set up: imptcp into omfile, the message written as
-/// received. Its own work directory; no /dev/log (imuxsock is not loaded).
-fn rsyslogd_command(bin: &Path, dir: &Path, out: &Path) -> Result<Command, String> {
+/// received (`%rawmsg%`), or with `fields` as parsed by its default parsers (RFC 5424, then
+/// 3164): `%hostname% %syslogtag% %msg%`, with imptcp's octet-counted framing (on by default)
+/// asked for by name. Its own work directory; no /dev/log (imuxsock is not loaded).
+fn rsyslogd_command(bin: &Path, dir: &Path, out: &Path, fields: bool) -> Result<Command, String> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
     std::fs::write(dir.join("port"), port.to_string()).map_err(|e| e.to_string())?;
     let conf = dir.join("rsyslog.conf");
+    let (framing, template) = if fields {
+        (
+            r#" supportOctetCountedFraming="on""#,
+            "%hostname% %syslogtag% %msg%",
+        )
+    } else {
+        ("", "%rawmsg%")
+    };
     std::fs::write(
         &conf,
         format!(
             r#"global(workDirectory="{dir}" maxMessageSize="8k")
 main_queue(queue.workerThreads="1")
 module(load="imptcp")
-input(type="imptcp" address="127.0.0.1" port="{port}" socketBacklog="1024")
-template(name="bare" type="string" string="%rawmsg%\n")
+input(type="imptcp" address="127.0.0.1" port="{port}" socketBacklog="1024"{framing})
+template(name="bare" type="string" string="{template}\n")
 *.* action(type="omfile" file="{out}" template="bare")
 "#,
             dir = dir.display(),

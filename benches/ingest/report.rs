@@ -127,11 +127,12 @@ fn find(rows: &[Row], scenario: &str, pick: impl Fn(&Receiver) -> bool) -> Optio
 }
 
 fn is_reference(r: &Receiver) -> bool {
-    r.name == "reference"
+    r.is_reference()
 }
 
+/// rsyslogd as set up for the scenario's load (`%rawmsg%` for lines, fields for syslog).
 fn is_rsyslogd(r: &Receiver) -> bool {
-    r.name == "rsyslogd"
+    r.is_rsyslogd()
 }
 
 pub fn print(rows: &[Row], full: bool) {
