@@ -183,7 +183,7 @@ fn main() -> ExitCode {
         println!("ingest: no scenario matches {filters:?}");
         return ExitCode::SUCCESS;
     }
-    report::print(&results, full);
+    report::print(&results, smoke);
     let failed: Vec<String> = results
         .iter()
         .filter(|r| r.receiver.is_logsinkd() && r.failed())

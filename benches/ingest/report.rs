@@ -1,9 +1,15 @@
 //! Medians, the Markdown tables and the check against the targets.
+//!
+//! Each logsinkd receiver in a throughput scenario has its targets (`targets_of`): a speed of
+//! at least some multiple of another receiver's in the same scenario and the same run (the
+//! reference, the reference writing as many bytes as `default` format does, or rsyslogd), and
+//! for some a CPU budget per 100 MB received. Each is printed with its figure and PASS or MISS;
+//! nothing asserts speed (the machine decides that, not the code).
 
 use std::fmt;
 
 use crate::Scenario;
-use crate::receivers::Receiver;
+use crate::receivers::{Kind, Receiver};
 
 /// What one run measured.
 #[derive(Debug, Clone)]
@@ -135,7 +141,8 @@ fn is_rsyslogd(r: &Receiver) -> bool {
     r.is_rsyslogd()
 }
 
-pub fn print(rows: &[Row], full: bool) {
+/// The tables, then the targets (at smoke scale too, marked so, to exercise the code).
+pub fn print(rows: &[Row], smoke: bool) {
     let runs = rows.iter().map(|r| r.runs.len()).max().unwrap_or(0);
     println!(
         "\n## Throughput (median of {runs} run{})\n",
@@ -207,18 +214,95 @@ pub fn print(rows: &[Row], full: bool) {
             }
         }
     }
-    if full {
-        print_targets(rows);
+    print_targets(rows, smoke);
+}
+
+/// What a target compares a logsinkd receiver's MB/s with.
+#[derive(Debug, Clone, Copy)]
+enum Baseline {
+    /// The reference server: copies bytes, the ceiling of any receiver.
+    Reference,
+    /// The reference writing 44% more bytes: the ceiling for a receiver that writes as much as
+    /// `default` format does.
+    EqualBytes,
+    /// rsyslogd doing the same job.
+    Rsyslogd,
+}
+
+impl Baseline {
+    fn label(self) -> &'static str {
+        match self {
+            Baseline::Reference => "reference",
+            Baseline::EqualBytes => "the equal-bytes ceiling (reference +44% bytes)",
+            Baseline::Rsyslogd => "rsyslogd",
+        }
+    }
+
+    fn pick(self) -> fn(&Receiver) -> bool {
+        match self {
+            Baseline::Reference => is_reference,
+            Baseline::EqualBytes => Receiver::ceiling_only,
+            Baseline::Rsyslogd => is_rsyslogd,
+        }
     }
 }
 
-/// The targets, each with the figure it is judged on.
-fn print_targets(rows: &[Row]) {
-    println!("\n## Targets\n");
+/// The targets of one logsinkd receiver in a throughput scenario.
+struct Targets {
+    /// MB/s at least this multiple of the baseline's.
+    speed: &'static [(Baseline, f64)],
+    /// CPU seconds per 100 MB received at most this.
+    cpu_per_100mb: Option<f64>,
+}
+
+/// The targets for each logsinkd receiver: lines in `default` format at least 0.9x the
+/// equal-bytes ceiling (the decision on the open question; it was 0.8x the reference) and 4x
+/// rsyslogd in at most 0.15 CPU-s per 100 MB; lines in `raw` 0.9x the reference and 4x
+/// rsyslogd; syslog messages in `raw` 0.9x the reference, parsed into `json` 4x rsyslogd
+/// parsing them, in at most 0.15 CPU-s per 100 MB.
+fn targets_of(r: &Receiver) -> Targets {
+    const NONE: Targets = Targets {
+        speed: &[],
+        cpu_per_100mb: None,
+    };
+    let Kind::Logsinkd {
+        format, framing, ..
+    } = r.kind
+    else {
+        return NONE;
+    };
+    match (format, framing) {
+        ("default", "lines") => Targets {
+            speed: &[(Baseline::EqualBytes, 0.9), (Baseline::Rsyslogd, 4.0)],
+            cpu_per_100mb: Some(0.15),
+        },
+        ("raw", "lines") => Targets {
+            speed: &[(Baseline::Reference, 0.9), (Baseline::Rsyslogd, 4.0)],
+            cpu_per_100mb: None,
+        },
+        ("raw", "octet") => Targets {
+            speed: &[(Baseline::Reference, 0.9)],
+            cpu_per_100mb: None,
+        },
+        ("json", "octet") => Targets {
+            speed: &[(Baseline::Rsyslogd, 4.0)],
+            cpu_per_100mb: Some(0.15),
+        },
+        _ => NONE,
+    }
+}
+
+/// The targets, each with the figure it is judged on and PASS or MISS.
+fn print_targets(rows: &[Row], smoke: bool) {
+    if smoke {
+        println!("\n## Targets (smoke scale: these figures measure nothing)\n");
+    } else {
+        println!("\n## Targets\n");
+    }
     let check = |what: String, value: Option<f64>, ok: &dyn Fn(f64) -> bool, unit: &str| {
         let verdict = match value {
-            Some(v) if ok(v) => format!("{v:.3}{unit}: met"),
-            Some(v) => format!("{v:.3}{unit}: NOT met"),
+            Some(v) if ok(v) => format!("{v:.3}{unit} PASS"),
+            Some(v) => format!("{v:.3}{unit} MISS"),
             None => "not measured".to_string(),
         };
         println!("- {what}: {verdict}");
@@ -227,46 +311,39 @@ fn print_targets(rows: &[Row]) {
         .iter()
         .filter(|r| r.throughput_target && r.receiver.is_logsinkd())
     {
+        let name = format!("{} / {}", row.scenario, row.receiver.name);
         let Ok(m) = row.median() else {
-            println!("- {} / {}: FAILED", row.scenario, row.receiver.name);
+            println!("- {name}: FAILED");
             continue;
         };
         let mbs = Row::mb_per_s(&m, row.payload);
         let vs = |pick: fn(&Receiver) -> bool| {
             find(rows, &row.scenario, pick).map(|o| mbs / Row::mb_per_s(&o, row.payload))
         };
-        let floor = if row.receiver.name.ends_with("raw") {
-            0.9
-        } else {
-            0.8
-        };
-        let name = format!("{} / {}", row.scenario, row.receiver.name);
-        check(
-            format!("{name} >= {floor} x reference"),
-            vs(is_reference),
-            &|v| v >= floor,
-            "x",
-        );
-        check(
-            format!("{name} >= 4 x rsyslogd"),
-            vs(is_rsyslogd),
-            &|v| v >= 4.0,
-            "x",
-        );
-        if row.receiver.name.ends_with("default") {
-            // Not a target: how close `default` comes to a receiver that only copies as many
-            // bytes as it writes.
-            if let (Some(c), Some(r)) = (vs(Receiver::ceiling_only), vs(is_reference)) {
-                println!(
-                    "- {name}: the reference writing as many bytes reaches {:.3}x of the reference; logsinkd default {c:.3}x of it",
-                    r / c
-                );
+        let targets = targets_of(&row.receiver);
+        for &(baseline, floor) in targets.speed {
+            check(
+                format!("{name} >= {floor} x {}", baseline.label()),
+                vs(baseline.pick()),
+                &|v| v >= floor,
+                "x",
+            );
+            if let Baseline::EqualBytes = baseline {
+                // Not a target: where that ceiling and `default` stand against the reference.
+                if let (Some(c), Some(r)) = (vs(Receiver::ceiling_only), vs(is_reference)) {
+                    println!(
+                        "- {name}: the equal-bytes ceiling reaches {:.3}x of the reference, logsinkd default {r:.3}x of the reference (not a target)",
+                        r / c
+                    );
+                }
             }
+        }
+        if let Some(budget) = targets.cpu_per_100mb {
             let per_100mb = m.cpu / (row.payload as f64 / 1e8);
             check(
-                format!("{name} CPU <= 0.15 s per 100 MB"),
+                format!("{name} CPU <= {budget} s per 100 MB"),
                 Some(per_100mb),
-                &|v| v <= 0.15,
+                &|v| v <= budget,
                 " s",
             );
         }
