@@ -97,8 +97,12 @@ impl Config {
         let mut raw = match &cli.config {
             Some(path) => {
                 let raw = Raw::from_file(path)?;
-                // Check the file on its own first, so its errors name the file.
-                raw.clone()
+                // Check the file on its own first, so its errors name the file. Its listener
+                // tables may name listeners given on the command line: they are checked once
+                // both are merged, below.
+                let mut alone = raw.clone();
+                alone.listener.clear();
+                alone
                     .resolve(fd_limit)
                     .with_context(|| format!("config {}", path.display()))?;
                 raw
@@ -373,7 +377,8 @@ impl Raw {
             && !matches!(output, Target::Syslog(crate::sink::SyslogAddr::Tcp(_)))
         {
             bail!(
-                "key `syslog_framing`: `octet` frames messages on a `syslog+tcp://` output;                  the output is `{output}`"
+                "key `syslog_framing`: `octet` frames messages on a `syslog+tcp://` output; \
+                 the output is `{output}`"
             );
         }
         let syslog_facility = self.syslog_facility.unwrap_or_else(|| "user".into());

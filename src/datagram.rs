@@ -158,12 +158,12 @@ impl Datagrams {
         self.ports.iter().any(|p| p.readable)
     }
 
-    /// True if socket `index` may hold unread datagrams: it gets a turn.
     /// The settings of socket `index`'s listener.
     pub fn input(&self, index: usize) -> Input {
         self.ports[index].input
     }
 
+    /// True if socket `index` may hold unread datagrams: it gets a turn.
     pub fn is_readable(&self, index: usize) -> bool {
         self.ports[index].readable
     }

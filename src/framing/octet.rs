@@ -2,7 +2,9 @@
 //! and RFC 5425 (TLS) senders use so that a message may hold LFs.
 //!
 //! MSG-LEN is a decimal count of the bytes after the SP: 1 to 9 digits, the first not `0`. A
-//! frame is one record, whatever bytes it holds. One longer than `max_line` is handed out in
+//! frame is one record, whatever bytes it holds, but for one LF at its very end: rsyslog's
+//! forwarding templates end each message with one, counted in the frame, and rsyslog drops it
+//! on receipt (`DropTrailingLFOnReception`); so does logsinkd. One longer than `max_line` is handed out in
 //! pieces of exactly `max_line` bytes, as a long line is, so a connection never holds more than
 //! `max_line` bytes whatever the count says. An LF or CRLF between frames (some senders end each
 //! frame with one) is skipped.
@@ -77,13 +79,18 @@ impl OctetBuffer {
             if self.remaining == 0 && self.partial.is_empty() && !self.continued {
                 // The whole frame is in this read: out without a copy, if it fits.
                 if body.len() <= max_line {
-                    emit(body);
+                    emit(body.strip_suffix(b"\n").unwrap_or(body));
                     continue;
                 }
             }
             self.append(body, max_line, emit);
             if self.remaining == 0 {
-                emit(&self.partial);
+                // A full piece waits for one more byte, so the frame's last byte is here.
+                let last = self.partial.strip_suffix(b"\n").unwrap_or(&self.partial);
+                // An LF alone after pieces was only the frame's end.
+                if !(last.is_empty() && self.continued) {
+                    emit(last);
+                }
                 self.partial.clear();
                 self.continued = false;
                 self.release_if_idle();
@@ -183,6 +190,10 @@ mod tests {
         let (got, bad, end) = frame(&[b"5 hello3 a\nb\n11 <13>1 x\ny z\n"], 100);
         assert_eq!(got, records(&["hello", "a\nb", "<13>1 x\ny z"]));
         assert_eq!((bad, end), (None, End::Clean));
+        // One LF ending a frame is dropped (rsyslog's forwarding adds it); only one.
+        let (got, bad, end) = frame(&[b"6 hello\n3 a\n\n1 \n"], 100);
+        assert_eq!(got, records(&["hello", "a\n", ""]));
+        assert_eq!((bad, end), (None, End::Clean));
     }
 
     /// Frames split anywhere, across header and body, come out the same.
@@ -206,6 +217,9 @@ mod tests {
             records(&["abc", "def", "g", "abc"])
         );
         assert_eq!(frame(&[b"6 abc", b"def"], 3).0, records(&["abc", "def"]));
+        assert_eq!(frame(&[b"4 abc\n"], 3).0, records(&["abc"]));
+        assert_eq!(frame(&[b"4 ab", b"c\n"], 3).0, records(&["abc"]));
+        assert_eq!(frame(&[b"5 abcd\n"], 3).0, records(&["abc", "d"]));
     }
 
     /// Bad headers stop framing at the offending byte; the digits so far are kept.
