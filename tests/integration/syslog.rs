@@ -1,9 +1,9 @@
 //! Syslog output, received by a real rsyslogd that listens only inside the test's temp dir
 //! (its unix socket there, and TCP/UDP on 127.0.0.1).
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use crate::util::*;
@@ -20,28 +20,9 @@ struct Rsyslogd {
     udp_port: u16,
 }
 
-/// A TCP port free on 127.0.0.1, below the kernel's ephemeral range (32768 and up by default):
-/// tests kill and restart rsyslogd on it, and while it is down no other test's port-0 bind
-/// (always ephemeral) can take it, which would make the daemon deliver to a stranger.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    // Spread over 10000-31999, starting where this process's id points.
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let n = std::process::id() + NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (10_000 + n % 22_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 impl Rsyslogd {
     fn start(dir: &Path) -> Option<Rsyslogd> {
-        let Ok(bin) = which("rsyslogd") else {
-            skip("rsyslogd is not installed (apt-get install rsyslog)");
-            return None;
-        };
+        let bin = tool("rsyslogd", "rsyslog")?;
         let socket = dir.join("log.sock");
         let received = dir.join("received.log");
         let (tcp_port, udp_port) = (
@@ -73,7 +54,7 @@ template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslo
             ),
         )
         .unwrap();
-        let child = spawn(&bin, dir);
+        let child = spawn_rsyslogd(&bin, dir);
         let r = Rsyslogd {
             child,
             received,
@@ -103,7 +84,7 @@ template(name="t" type="string" string="%syslogtag%|%syslogfacility-text%|%syslo
     /// Starts it again with the same configuration, sockets and output file.
     fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.bin, &self.dir);
+        self.child = spawn_rsyslogd(&self.bin, &self.dir);
         self.wait_listening();
     }
 
@@ -131,26 +112,6 @@ impl Drop for Rsyslogd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn spawn(bin: &Path, dir: &Path) -> Child {
-    Command::new(bin)
-        .arg("-n")
-        .arg("-f")
-        .arg(dir.join("rsyslog.conf"))
-        .arg("-i")
-        .arg(dir.join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn which(bin: &str) -> Result<PathBuf, ()> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.exists())
-        .ok_or(())
 }
 
 /// Each line becomes one message, tag logsinkd, the configured facility, severity info, with

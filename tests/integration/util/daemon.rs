@@ -71,6 +71,8 @@ pub struct Daemon {
 pub struct DaemonBuilder {
     cmd: Command,
     out: PathBuf,
+    /// Add `--listen 127.0.0.1:0` unless the command line has a `--listen`.
+    default_listen: bool,
 }
 
 impl DaemonBuilder {
@@ -86,7 +88,11 @@ impl DaemonBuilder {
             .current_dir(dir)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM");
-        DaemonBuilder { cmd, out }
+        DaemonBuilder {
+            cmd,
+            out,
+            default_listen: true,
+        }
     }
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
@@ -110,6 +116,12 @@ impl DaemonBuilder {
         self
     }
 
+    /// The listeners are those of the config file (`-c`): no `--listen` is added.
+    pub fn listen_from_config(mut self) -> Self {
+        self.default_listen = false;
+        self
+    }
+
     /// Output to somewhere other than `dir/out.log` (a path or a syslog target).
     pub fn output(mut self, target: &str) -> Self {
         self.out = PathBuf::from(target);
@@ -118,7 +130,7 @@ impl DaemonBuilder {
 
     pub fn start(mut self) -> Daemon {
         let has = |flag: &str| self.cmd.get_args().any(|a| a == flag);
-        let (listen, output) = (!has("--listen"), !has("--output"));
+        let (listen, output) = (self.default_listen && !has("--listen"), !has("--output"));
         if listen {
             self.cmd.args(["--listen", "127.0.0.1:0"]);
         }

@@ -46,6 +46,43 @@ pub fn have(program: &str, package: &str) -> bool {
     found
 }
 
+/// Where the program `bin` is installed (the system's bin directories, sbin first, as
+/// rsyslogd lives there and root's PATH may not name it).
+pub fn which(bin: &str) -> Option<std::path::PathBuf> {
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join(bin))
+    .find(|p| p.exists())
+}
+
+/// The program a test talks to, or None after saying (`skip`) that `package` would install it.
+pub fn tool(bin: &str, package: &str) -> Option<std::path::PathBuf> {
+    let found = which(bin);
+    if found.is_none() {
+        skip(&format!(
+            "{bin} is not installed (apt-get install {package})"
+        ));
+    }
+    found
+}
+
+/// This host's name (gethostname), as logger, rsyslogd and logsinkd take it.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    assert_eq!(rc, 0, "gethostname");
+    let end = buf.iter().position(|&b| b == 0).unwrap();
+    String::from_utf8(buf[..end].to_vec()).unwrap()
+}
+
 /// A wrapper for `DaemonBuilder::wrapped` (or any command) that runs it in a private mount
 /// namespace after `script` (sh, with `arg` as `$0`) has set that namespace up; the script ends
 /// in `exec "$@"`. What the script mounts is seen by the daemon alone.

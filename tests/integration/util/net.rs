@@ -53,3 +53,48 @@ pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
         ))
     })
 }
+
+/// A TCP port free on 127.0.0.1, below the kernel's ephemeral range (32768 and up by default),
+/// for a peer whose port must be known before it starts (a receiver in a config file, a
+/// listener keyed by its address): no other test's port-0 bind (always ephemeral) can take
+/// it, also while a receiver on it is down for a restart.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Spread over 10000-31999, starting where this process's id points.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = std::process::id() + NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (10_000 + n % 22_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// Runs util-linux `logger` with `args` and checks that it succeeded, showing its stderr if
+/// not (give it `--socket-errors=on` for a unix socket, so a send that fails says so).
+pub fn logger(args: &[&str]) {
+    let out = Command::new("logger")
+        .args(args)
+        .output()
+        .expect("running util-linux logger (apt-get install bsdutils)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "logger {args:?}: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// True if a UDP socket is bound to `port` on 127.0.0.1 (from /proc/net/udp): a receiver
+/// that has bound it takes datagrams from then on.
+pub fn udp_bound(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+}
