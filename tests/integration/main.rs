@@ -16,6 +16,7 @@ mod soak_run;
 mod socket_activation;
 mod syslog;
 mod syslog_faults;
+mod syslog_input;
 mod systemd;
 mod systemd_notify;
 mod udp;
