@@ -17,6 +17,7 @@ mod socket_activation;
 mod syslog;
 mod syslog_faults;
 mod syslog_input;
+mod syslog_relay;
 mod systemd;
 mod systemd_notify;
 mod udp;
