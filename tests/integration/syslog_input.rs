@@ -382,6 +382,41 @@ fn listener_table_sets_its_framing_and_parsing() {
     );
 }
 
+/// A listener given on the command line (`--listen`), whose table is in the config file: the
+/// table applies to it. (The file is first checked on its own, where that listener is not
+/// known yet; that check must not refuse the table.)
+#[test]
+fn listener_table_for_a_command_line_listener() {
+    let dir = temp_dir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let conf = dir.path().join("logsinkd.toml");
+    std::fs::write(
+        &conf,
+        format!("[listener.\"{listen}\"]\nframing = \"octet\"\n"),
+    )
+    .unwrap();
+    let check = std::process::Command::new(BIN)
+        .arg("--check-config")
+        .arg("-c")
+        .arg(&conf)
+        .args(["--listen", &listen])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "--check-config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let d = DaemonBuilder::new(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["--listen", &listen])
+        .start();
+    send(d.addr, frame("<13>a\nb").as_bytes());
+    assert_eq!(split_record(&d.wait_for_lines(1)[0]).2, "<13>a\\x0ab");
+}
+
 /// A UDP or unix datagram is one message with `--parse syslog` (its LFs escaped, a final LF
 /// or CRLF dropped; an empty one, or a lone LF, no record), and split at LF as before with
 /// `--parse none` (a lone LF an empty line).
