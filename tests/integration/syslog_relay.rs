@@ -205,6 +205,43 @@ fn rsyslogd_forwards_every_message_auto() {
     rsyslogd_forwards_every_message("auto");
 }
 
+/// rsyslogd's forwarding template (`RSYSLOG_SyslogProtocol23Format`, the one its docs give for
+/// octet-counted forwarding) ends with LF, so every frame it sends ends with one. That LF
+/// frames nothing (rsyslogd itself drops it on receipt, `DropTrailingLFOnReception`), so the
+/// message is the frame without it: `msg` and `line` do not end in `\x0a`.
+#[test]
+fn rsyslogd_frame_end_is_no_message_text() {
+    if tool("logger", "bsdutils").is_none() {
+        return;
+    }
+    let dir = temp_dir();
+    let d = Daemon::start(
+        dir.path(),
+        &[
+            "--framing",
+            "octet",
+            "--parse",
+            "syslog",
+            "--format",
+            "json",
+        ],
+    );
+    let Some((_rs, socket)) = forwarding_rsyslogd(dir.path(), d.addr.port()) else {
+        return;
+    };
+    logger(&[
+        "-u",
+        socket.to_str().unwrap(),
+        "--socket-errors=on",
+        "-t",
+        "app",
+        "hello",
+    ]);
+    let r: Value = serde_json::from_str(&d.wait_for_lines(1)[0]).unwrap();
+    assert_eq!(r["msg"], " hello", "{r}");
+    assert!(r["line"].as_str().unwrap().ends_with("  hello"), "{r}");
+}
+
 /// rsyslogd receiving on TCP and UDP, writing what it gets as
 /// `facility|severity|hostname|syslogtag|app-name|procid|msg` (but its own messages).
 struct Receiver {
@@ -364,5 +401,26 @@ fn relay_rfc3164_lines_to_rsyslogd() {
 fn relay_over_udp_to_rsyslogd() {
     for format in ["rfc5424", "rfc3164"] {
         relay_keeps_the_senders_fields("syslog+udp://127.0.0.1:UDP", &["--syslog-format", format]);
+    }
+}
+
+/// `--syslog-framing octet` frames a TCP stream: with any other output it is refused at
+/// start (exit 2), in one readable sentence naming the key and the output.
+#[test]
+fn octet_relay_framing_needs_a_tcp_output() {
+    for output in ["syslog+udp://127.0.0.1:514", "out.log"] {
+        let out = std::process::Command::new(BIN)
+            .args(["--syslog-framing", "octet", "--output", output])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "logsinkd: error: key `syslog_framing`: `octet` frames messages on a \
+                 `syslog+tcp://` output; the output is `{output}`"
+            )
+        );
     }
 }
