@@ -33,17 +33,10 @@ pub fn skip(why: &str) {
     eprintln!("skipped: {why}");
 }
 
-/// True if `program` is on PATH; otherwise says the test cannot run without it (see `skip`)
+/// True if `program` is installed; otherwise says the test cannot run without it (see `skip`)
 /// and which Debian package brings it.
 pub fn have(program: &str, package: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
-    if !found {
-        skip(&format!(
-            "{program} is not installed (apt-get install {package})"
-        ));
-    }
-    found
+    tool(program, package).is_some()
 }
 
 /// Where the program `bin` is installed (the system's bin directories, sbin first, as
