@@ -256,16 +256,12 @@ fn rfc5424(pri: Pri, s: &[u8]) -> Option<Message<'_>> {
 /// A 5424 header field and the text after its SP: 1 to `max` printable US-ASCII bytes, None
 /// for `-`.
 fn field(s: &[u8], max: usize) -> Option<(Option<&[u8]>, &[u8])> {
-    for (i, &b) in s.iter().enumerate().take(max + 1) {
-        if b == b' ' && i > 0 {
-            let value = &s[..i];
-            return Some(((value != b"-").then_some(value), &s[i + 1..]));
-        }
-        if !b.is_ascii_graphic() {
-            return None;
-        }
+    let len = s.iter().take(max + 1).position(|b| !b.is_ascii_graphic())?;
+    if len == 0 || s[len] != b' ' {
+        return None;
     }
-    None
+    let value = &s[..len];
+    Some(((value != b"-").then_some(value), &s[len + 1..]))
 }
 
 /// Helpers shared by the property tests and the fuzz target (built with `--cfg fuzzing`).
