@@ -479,23 +479,23 @@ fn is_c1_control(ch: &[u8]) -> bool {
 /// JSON-quotes the escaped text `out[start..]`: it holds only tab, printable ASCII and valid
 /// UTF-8, so only `"`, `\` and tab need escaping.
 fn json_quote_in_place(out: &mut Vec<u8>, start: usize) {
-    let extra = out[start..]
-        .iter()
-        .filter(|&&b| matches!(b, b'"' | b'\\' | b'\t'))
-        .count();
-    if extra == 0 {
+    // Nearly always none: one vector scan, no copy.
+    let Some(first) = memchr::memchr3(b'"', b'\\', b'\t', &out[start..]) else {
         return;
+    };
+    let text = out.split_off(start + first);
+    out.reserve(text.len() + text.len() / 8 + 1);
+    let mut at = 0;
+    for i in memchr::memchr3_iter(b'"', b'\\', b'\t', &text) {
+        out.extend_from_slice(&text[at..i]);
+        out.extend_from_slice(match text[i] {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            _ => b"\\t",
+        });
+        at = i + 1;
     }
-    let text = out.split_off(start);
-    out.reserve(text.len() + extra);
-    for b in text {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => out.push(b),
-        }
-    }
+    out.extend_from_slice(&text[at..]);
 }
 
 #[cfg(test)]
