@@ -162,24 +162,14 @@ impl LineBuffer {
     /// Adds bytes that contain no LF to the current line, emitting `max_line` pieces whenever
     /// more than `max_line` bytes are waiting. A full piece waits for one more byte, so a line of
     /// exactly `max_line` bytes stays one record.
-    fn append(&mut self, mut bytes: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
-        while !bytes.is_empty() {
-            if self.partial.len() == max_line {
-                emit(&self.partial);
-                self.partial.clear();
-                self.continued = true;
-            }
-            let take = bytes.len().min(max_line - self.partial.len());
-            // Grow by doubling, but never past max_line: Vec's own doubling could reach
-            // nearly twice that, per connection.
-            let need = self.partial.len() + take;
-            if need > self.partial.capacity() {
-                let want = need.max(2 * self.partial.capacity()).min(max_line);
-                self.partial.reserve_exact(want - self.partial.len());
-            }
-            self.partial.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-        }
+    fn append(&mut self, bytes: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
+        append_in_pieces(
+            &mut self.partial,
+            &mut self.continued,
+            bytes,
+            max_line,
+            emit,
+        );
     }
 
     /// The LF of the current line arrived.
@@ -198,6 +188,35 @@ impl LineBuffer {
         if self.partial.is_empty() && self.partial.capacity() > KEEP_CAPACITY {
             self.partial = Vec::new();
         }
+    }
+}
+
+/// Adds `bytes` to the unfinished record `partial`, emitting `max_line` pieces (and setting
+/// `continued`) whenever more than `max_line` bytes are waiting. A full piece waits for one
+/// more byte, so a record of exactly `max_line` bytes stays one. The buffer grows by doubling,
+/// but never past `max_line`: Vec's own doubling could reach nearly twice that, per
+/// connection. Shared by the line and octet framers.
+pub(super) fn append_in_pieces(
+    partial: &mut Vec<u8>,
+    continued: &mut bool,
+    mut bytes: &[u8],
+    max_line: usize,
+    emit: &mut impl FnMut(&[u8]),
+) {
+    while !bytes.is_empty() {
+        if partial.len() == max_line {
+            emit(partial);
+            partial.clear();
+            *continued = true;
+        }
+        let take = bytes.len().min(max_line - partial.len());
+        let need = partial.len() + take;
+        if need > partial.capacity() {
+            let want = need.max(2 * partial.capacity()).min(max_line);
+            partial.reserve_exact(want - partial.len());
+        }
+        partial.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
     }
 }
 

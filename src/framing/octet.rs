@@ -136,23 +136,14 @@ impl OctetBuffer {
     /// Adds bytes of the current frame, emitting `max_line` pieces whenever more than
     /// `max_line` bytes are waiting. A full piece waits for one more byte, so a frame of
     /// exactly `max_line` bytes stays one record.
-    fn append(&mut self, mut bytes: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
-        while !bytes.is_empty() {
-            if self.partial.len() == max_line {
-                emit(&self.partial);
-                self.partial.clear();
-                self.continued = true;
-            }
-            let take = bytes.len().min(max_line - self.partial.len());
-            let need = self.partial.len() + take;
-            if need > self.partial.capacity() {
-                // Doubling, but never past max_line.
-                let want = need.max(2 * self.partial.capacity()).min(max_line);
-                self.partial.reserve_exact(want - self.partial.len());
-            }
-            self.partial.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-        }
+    fn append(&mut self, bytes: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {
+        super::lines::append_in_pieces(
+            &mut self.partial,
+            &mut self.continued,
+            bytes,
+            max_line,
+            emit,
+        );
     }
 
     fn release_if_idle(&mut self) {
