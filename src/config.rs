@@ -313,15 +313,7 @@ impl Raw {
         }
         let output = self.output.as_deref().unwrap_or(DEFAULT_OUTPUT);
         let output = Target::parse(output).with_context(|| format!("key `output`: `{output}`"))?;
-        let format = match self.format.as_deref() {
-            None => Format::Default,
-            Some(name) => Format::parse(name).ok_or_else(|| {
-                anyhow!(
-                    "key `format`: unknown format `{name}`, expected {}",
-                    Format::NAMES
-                )
-            })?,
-        };
+        let format = choice("format", self.format.as_deref())?;
         let max_line = match self.max_line.as_deref() {
             None => DEFAULT_MAX_LINE,
             Some(text) => parse_size(text)
@@ -355,24 +347,8 @@ impl Raw {
             listeners: &self.listener,
         }
         .resolve(&known, &streams)?;
-        let syslog_format = match self.syslog_format.as_deref() {
-            None => SyslogProtocol::default(),
-            Some(name) => SyslogProtocol::parse(name).ok_or_else(|| {
-                anyhow!(
-                    "key `syslog_format`: unknown format `{name}`, expected {}",
-                    SyslogProtocol::NAMES
-                )
-            })?,
-        };
-        let syslog_framing = match self.syslog_framing.as_deref() {
-            None => SyslogFraming::default(),
-            Some(name) => SyslogFraming::parse(name).ok_or_else(|| {
-                anyhow!(
-                    "key `syslog_framing`: unknown framing `{name}`, expected {}",
-                    SyslogFraming::NAMES
-                )
-            })?,
-        };
+        let syslog_format = choice("syslog_format", self.syslog_format.as_deref())?;
+        let syslog_framing = choice("syslog_framing", self.syslog_framing.as_deref())?;
         if syslog_framing == SyslogFraming::Octet
             && !matches!(output, Target::Syslog(crate::sink::SyslogAddr::Tcp(_)))
         {
@@ -431,6 +407,50 @@ impl Raw {
             inputs,
         })
     }
+}
+
+/// A setting that takes one of a few names (`format`, `framing`, `parse`, `syslog_format`,
+/// `syslog_framing`): each name written once, in `CHOICES`, which serves to read it, to print
+/// it (`Display` is `name`) and to list the names in the error for an unknown one.
+pub trait Choice: Copy + PartialEq + Default + 'static {
+    /// What the value is called in the error for an unknown name (`unknown format `x``).
+    const WHAT: &'static str;
+    /// Every name and its value.
+    const CHOICES: &'static [(&'static str, Self)];
+
+    /// The value called `name`.
+    fn named(name: &str) -> Option<Self> {
+        Self::CHOICES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, value)| value)
+    }
+
+    /// This value's name.
+    fn name(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(_, value)| *value == self)
+            .map_or("", |&(n, _)| n)
+    }
+}
+
+/// The value `key` names, or an error that lists the names it could be.
+pub fn choose<T: Choice>(key: &str, name: &str) -> Result<T> {
+    T::named(name).ok_or_else(|| {
+        let names: Vec<&str> = T::CHOICES.iter().map(|&(n, _)| n).collect();
+        let (last, rest) = names.split_last().expect("a choice has names");
+        anyhow!(
+            "key `{key}`: unknown {} `{name}`, expected {} or {last}",
+            T::WHAT,
+            rest.join(", ")
+        )
+    })
+}
+
+/// `key`'s value as written (`choose`), or its default where it is not given.
+pub fn choice<T: Choice>(key: &str, given: Option<&str>) -> Result<T> {
+    given.map_or(Ok(T::default()), |name| choose(key, name))
 }
 
 /// The addresses of one listen key, each `IP:PORT` or `[IPv6]:PORT`.
@@ -659,5 +679,22 @@ mod tests {
                    idle_timeout = 30\n\n[listener.\"[::1]:1\"]\nframing = \"octet\"\n\n\
                    [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
+    }
+
+    /// Every name of every choice reads back to a value that prints as that name.
+    #[test]
+    fn choices_round_trip() {
+        fn check<T: Choice + fmt::Display + fmt::Debug>() {
+            for &(name, value) in T::CHOICES {
+                assert_eq!(T::named(name), Some(value));
+                assert_eq!(value.to_string(), name);
+            }
+            assert_eq!(T::named("no such name"), None);
+        }
+        check::<Format>();
+        check::<Mode>();
+        check::<Parse>();
+        check::<SyslogProtocol>();
+        check::<SyslogFraming>();
     }
 }

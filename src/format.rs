@@ -25,31 +25,31 @@
 
 use std::fmt;
 
+use crate::config::Choice;
 use crate::simd::{self, CopyScan, first_special};
 use crate::syslog_parse::{Message, rfc3339_timestamp, sd_elements, unescape_sd_value};
 
 /// The record formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
+    #[default]
     Default,
     Raw,
     Json,
     Syslog,
 }
 
+impl Choice for Format {
+    const WHAT: &'static str = "format";
+    const CHOICES: &'static [(&'static str, Format)] = &[
+        ("default", Format::Default),
+        ("raw", Format::Raw),
+        ("json", Format::Json),
+        ("syslog", Format::Syslog),
+    ];
+}
+
 impl Format {
-    pub const NAMES: &'static str = "default, raw, json or syslog";
-
-    pub fn parse(name: &str) -> Option<Format> {
-        match name {
-            "default" => Some(Format::Default),
-            "raw" => Some(Format::Raw),
-            "json" => Some(Format::Json),
-            "syslog" => Some(Format::Syslog),
-            _ => None,
-        }
-    }
-
     /// True if records show a message's syslog fields, so parsing them is worth its cost.
     pub fn shows_fields(self) -> bool {
         matches!(self, Format::Json | Format::Syslog)
@@ -58,12 +58,7 @@ impl Format {
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Default => "default",
-            Format::Raw => "raw",
-            Format::Json => "json",
-            Format::Syslog => "syslog",
-        })
+        f.write_str(self.name())
     }
 }
 

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Choice, choice, choose};
 use crate::framing::Mode;
 
 /// Whether messages are scanned for syslog fields.
@@ -40,24 +41,15 @@ pub enum Parse {
     Syslog,
 }
 
-impl Parse {
-    pub const NAMES: &'static str = "none or syslog";
-
-    pub fn named(name: &str) -> Option<Parse> {
-        match name {
-            "none" => Some(Parse::None),
-            "syslog" => Some(Parse::Syslog),
-            _ => None,
-        }
-    }
+impl Choice for Parse {
+    const WHAT: &'static str = "parse";
+    const CHOICES: &'static [(&'static str, Parse)] =
+        &[("none", Parse::None), ("syslog", Parse::Syslog)];
 }
 
 impl fmt::Display for Parse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Parse::None => "none",
-            Parse::Syslog => "syslog",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -118,36 +110,14 @@ pub struct RawInputs<'a> {
     pub listeners: &'a BTreeMap<String, RawListener>,
 }
 
-fn framing(key: &str, name: &str) -> Result<Mode> {
-    Mode::parse(name).ok_or_else(|| {
-        anyhow!(
-            "key `{key}`: unknown framing `{name}`, expected {}",
-            Mode::NAMES
-        )
-    })
-}
-
-fn parse(key: &str, name: &str) -> Result<Parse> {
-    Parse::named(name).ok_or_else(|| {
-        anyhow!(
-            "key `{key}`: unknown parse `{name}`, expected {}",
-            Parse::NAMES
-        )
-    })
-}
-
 impl RawInputs<'_> {
     /// Checks the values; `known` are the configured listeners' addresses, which every table
     /// must name (a typo would otherwise be a table that silently applies to nothing);
     /// `streams` those of stream listeners, the only ones `framing` means something to.
     pub fn resolve(&self, known: &[ListenAddr], streams: &[ListenAddr]) -> Result<Inputs> {
         let default = Input {
-            framing: self
-                .framing
-                .map_or(Ok(Mode::default()), |f| framing("framing", f))?,
-            parse: self
-                .parse
-                .map_or(Ok(Parse::default()), |p| parse("parse", p))?,
+            framing: choice("framing", self.framing)?,
+            parse: choice("parse", self.parse)?,
         };
         let mut listeners = BTreeMap::new();
         for (text, table) in self.listeners {
@@ -169,12 +139,12 @@ impl RawInputs<'_> {
                      message; framing is for stream listeners",
                     at()
                 ),
-                Some(name) => Some(framing(&format!("{}.framing", at()), name)?),
+                Some(name) => Some(choose(&format!("{}.framing", at()), name)?),
             };
             let parse = table
                 .parse
                 .as_deref()
-                .map(|name| parse(&format!("{}.parse", at()), name))
+                .map(|name| choose(&format!("{}.parse", at()), name))
                 .transpose()?;
             listeners.insert(addr, (mode, parse));
         }

@@ -21,6 +21,8 @@ mod octet;
 use std::fmt;
 
 pub use lines::{LineBuffer, Piece};
+
+use crate::config::Choice;
 pub use octet::{End, OctetBuffer};
 
 use octet::MAX_DIGITS;
@@ -37,26 +39,18 @@ pub enum Mode {
     Auto,
 }
 
-impl Mode {
-    pub const NAMES: &'static str = "lines, octet or auto";
-
-    pub fn parse(name: &str) -> Option<Mode> {
-        match name {
-            "lines" => Some(Mode::Lines),
-            "octet" => Some(Mode::Octet),
-            "auto" => Some(Mode::Auto),
-            _ => None,
-        }
-    }
+impl Choice for Mode {
+    const WHAT: &'static str = "framing";
+    const CHOICES: &'static [(&'static str, Mode)] = &[
+        ("lines", Mode::Lines),
+        ("octet", Mode::Octet),
+        ("auto", Mode::Auto),
+    ];
 }
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Lines => "lines",
-            Mode::Octet => "octet",
-            Mode::Auto => "auto",
-        })
+        f.write_str(self.name())
     }
 }
 

@@ -35,6 +35,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 use super::{SinkError, SyslogAddr};
+use crate::config::Choice;
 use crate::diag::{error, info, warning};
 use crate::format::{escape_into, local_hostname, peer_host};
 use crate::syslog_parse::{Message, Pri, rfc3339_timestamp};
@@ -54,24 +55,17 @@ pub enum SyslogProtocol {
     Rfc5424,
 }
 
-impl SyslogProtocol {
-    pub const NAMES: &'static str = "rfc3164 or rfc5424";
-
-    pub fn parse(name: &str) -> Option<SyslogProtocol> {
-        match name {
-            "rfc3164" => Some(SyslogProtocol::Rfc3164),
-            "rfc5424" => Some(SyslogProtocol::Rfc5424),
-            _ => None,
-        }
-    }
+impl Choice for SyslogProtocol {
+    const WHAT: &'static str = "format";
+    const CHOICES: &'static [(&'static str, SyslogProtocol)] = &[
+        ("rfc3164", SyslogProtocol::Rfc3164),
+        ("rfc5424", SyslogProtocol::Rfc5424),
+    ];
 }
 
 impl std::fmt::Display for SyslogProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SyslogProtocol::Rfc3164 => "rfc3164",
-            SyslogProtocol::Rfc5424 => "rfc5424",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -85,24 +79,17 @@ pub enum SyslogFraming {
     Octet,
 }
 
-impl SyslogFraming {
-    pub const NAMES: &'static str = "lines or octet";
-
-    pub fn parse(name: &str) -> Option<SyslogFraming> {
-        match name {
-            "lines" => Some(SyslogFraming::Lines),
-            "octet" => Some(SyslogFraming::Octet),
-            _ => None,
-        }
-    }
+impl Choice for SyslogFraming {
+    const WHAT: &'static str = "framing";
+    const CHOICES: &'static [(&'static str, SyslogFraming)] = &[
+        ("lines", SyslogFraming::Lines),
+        ("octet", SyslogFraming::Octet),
+    ];
 }
 
 impl std::fmt::Display for SyslogFraming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SyslogFraming::Lines => "lines",
-            SyslogFraming::Octet => "octet",
-        })
+        f.write_str(self.name())
     }
 }
 
