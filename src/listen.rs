@@ -115,7 +115,10 @@ pub fn from_systemd(inputs: &Inputs) -> Result<Option<Listeners>> {
         let socket = unsafe { Socket::from_raw_fd(fd) };
         let local = socket.local_addr().ok();
         let at = describe(local.as_ref());
-        let input = inputs.at(&listen_addr(local.as_ref()));
+        let input = local
+            .as_ref()
+            .and_then(listen_addr)
+            .map_or(inputs.default, |addr| inputs.at(&addr));
         // `unknown` is what sd_listen_fds_with_names(3) gives without LISTEN_FDNAMES.
         let what = match name.as_str() {
             "unknown" => format!("fd {fd} at {at}"),
@@ -177,17 +180,12 @@ pub fn from_systemd(inputs: &Inputs) -> Result<Option<Listeners>> {
 }
 
 /// A passed socket's address as its listener's table is keyed (`inputs`): the IP address and
-/// port, or the path.
-fn listen_addr(addr: Option<&SockAddr>) -> ListenAddr {
-    match addr.and_then(|a| {
-        a.as_socket()
-            .map(ListenAddr::Ip)
-            .or_else(|| a.as_pathname().map(|p| ListenAddr::Path(p.to_path_buf())))
-    }) {
-        Some(addr) => addr,
-        // No address to match: only the top-level settings apply.
-        None => ListenAddr::Path(std::path::PathBuf::new()),
-    }
+/// port, or the path; `None` for a socket without either (only the top-level settings apply).
+fn listen_addr(addr: &SockAddr) -> Option<ListenAddr> {
+    addr.as_socket().map(ListenAddr::Ip).or_else(|| {
+        addr.as_pathname()
+            .map(|p| ListenAddr::Path(p.to_path_buf()))
+    })
 }
 
 /// A passed socket's address as named in messages: `127.0.0.1:5140`, a unix socket's path.
