@@ -231,7 +231,7 @@ impl SyslogSink {
         let formatter = Formatter3164 {
             facility,
             // The local syslog daemon adds the host name itself; a remote one needs it.
-            hostname: if remote { hostname() } else { None },
+            hostname: remote.then(|| local_hostname().to_string()),
             process: "logsinkd".into(),
             pid: std::process::id(),
         };
@@ -278,6 +278,26 @@ impl SyslogSink {
         let escaped = String::from_utf8_lossy(&escaped);
         let peer = String::from_utf8_lossy(peer);
         let room = MAX_TEXT.saturating_sub(peer.len() + 1).max(64);
+        if self.protocol == SyslogProtocol::Rfc5424 {
+            // logsinkd's own header, the same for every piece.
+            let pri = Pri {
+                facility: (self.formatter.facility as u8) >> 3,
+                severity: Severity::LOG_INFO as u8,
+            };
+            let host = self.formatter.hostname.as_deref().unwrap_or("-");
+            let pid = self.formatter.pid.to_string();
+            self.header.clear();
+            header5424(
+                &mut self.header,
+                pri,
+                time,
+                host.as_bytes(),
+                b"logsinkd",
+                pid.as_bytes(),
+                None,
+                None,
+            );
+        }
         for piece in pieces(&escaped, room) {
             let text = format!("{peer} {piece}");
             match self.protocol {
@@ -286,24 +306,7 @@ impl SyslogSink {
                     let _ = formatter.format(frames, Severity::LOG_INFO, text);
                 }),
                 SyslogProtocol::Rfc5424 => {
-                    let pri = Pri {
-                        facility: (self.formatter.facility as u8) >> 3,
-                        severity: Severity::LOG_INFO as u8,
-                    };
-                    let host = self.formatter.hostname.as_deref().unwrap_or("-");
-                    let pid = self.formatter.pid.to_string();
-                    let mut header = std::mem::take(&mut self.header);
-                    header.clear();
-                    header5424(
-                        &mut header,
-                        pri,
-                        time,
-                        host.as_bytes(),
-                        b"logsinkd",
-                        pid.as_bytes(),
-                        None,
-                        None,
-                    );
+                    let header = std::mem::take(&mut self.header);
                     self.push(|frames, _| {
                         frames.extend_from_slice(&header);
                         frames.push(b' ');
@@ -706,10 +709,6 @@ fn wait_connected(socket: &Socket, addr: &SyslogAddr) -> Result<()> {
         Ok(None) => Ok(()),
         Ok(Some(e)) | Err(e) => Err(e).with_context(|| format!("connecting to {addr}")),
     }
-}
-
-fn hostname() -> Option<String> {
-    Some(local_hostname().to_string())
 }
 
 /// Appends an RFC 5424 header, `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD`: each
