@@ -26,6 +26,7 @@
 use std::fmt;
 
 use crate::config::Choice;
+use crate::framing::run_lines;
 use crate::simd::{self, CopyScan, first_special};
 use crate::syslog_parse::{Message, rfc3339_timestamp, sd_elements, unescape_sd_value};
 
@@ -272,10 +273,8 @@ pub fn write_records(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8]
     let len = time.len() + peer.len() + 2;
     // A prefix over PREFIX_ROOM never comes from logsinkd's own times and peers.
     if format != Format::Default || len > PREFIX_ROOM {
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', lines) {
-            write_record(format, out, time, peer, &lines[start..end]);
-            start = end + 1;
+        for line in run_lines(lines) {
+            write_record(format, out, time, peer, line);
         }
         return;
     }

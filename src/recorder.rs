@@ -19,7 +19,7 @@ use socket2::SockRef;
 
 use crate::clock::Clock;
 use crate::diag::warning;
-use crate::framing::{End, Framer, LineBuffer, Piece, Switch};
+use crate::framing::{End, Framer, LineBuffer, Piece, Switch, run_lines};
 use crate::input::Parse;
 use crate::sink::Sink;
 use crate::stats::Stats;
@@ -128,7 +128,7 @@ impl<'a> Recorder<'a> {
                 stats.lines += count;
             }
             Piece::Lines(run, _) => {
-                for line in run[..run.len() - 1].split(|&b| b == b'\n') {
+                for line in run_lines(run) {
                     record(sink, stats, time, peer, line, scan);
                 }
             }

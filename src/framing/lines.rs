@@ -31,6 +31,16 @@ pub enum Piece<'a> {
     Lines(&'a [u8], u64),
 }
 
+/// The lines of a run (`Piece::Lines`), each without its LF.
+pub fn run_lines(run: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', run).map(move |end| {
+        let line = &run[start..end];
+        start = end + 1;
+        line
+    })
+}
+
 impl LineBuffer {
     /// Frames `data` (the next bytes of the stream), calling `emit` for every record completed.
     pub fn push(&mut self, data: &[u8], max_line: usize, emit: &mut impl FnMut(&[u8])) {

@@ -20,7 +20,7 @@ mod octet;
 
 use std::fmt;
 
-pub use lines::{LineBuffer, Piece};
+pub use lines::{LineBuffer, Piece, run_lines};
 
 use crate::config::Choice;
 pub use octet::{End, OctetBuffer};

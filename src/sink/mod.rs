@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::format::Format;
+use crate::framing::run_lines;
 use crate::syslog_parse::Message;
 pub use file::{FileId, FileSink, Owner, chown_to, file_id, file_kind, open_regular, still_names};
 pub use syslog::{SyslogFraming, SyslogOptions, SyslogProtocol, SyslogSink};
@@ -141,8 +142,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.record_lines(time, peer, lines),
             Sink::Syslog(s) => {
-                let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
-                for line in lines.split(|&b| b == b'\n') {
+                for line in run_lines(lines) {
                     s.record(time, peer, line);
                 }
             }
