@@ -269,7 +269,7 @@ fn pid_file_removed_at_exit_under_user() {
         let meta = std::fs::metadata(path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY), "{path:?}");
     }
-    assert!(!d.log.all().iter().any(|l| l.contains("pid file")));
+    assert!(d.log.matching("pid file").is_empty());
     assert_eq!(d.stop().code(), Some(0));
     assert!(!pid_file.exists(), "foreground: removed at exit");
 

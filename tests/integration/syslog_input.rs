@@ -328,7 +328,7 @@ fn auto_framing_tells_frames_from_lines() {
     );
     drop(slow);
     assert!(
-        !d.log.all().iter().any(|l| l.contains("octet-counting")),
+        d.log.matching("octet-counting").is_empty(),
         "{:#?}",
         d.log.all()
     );
@@ -479,11 +479,7 @@ fn datagram_is_one_message_when_parsed() {
 
 /// The warnings about bad octet-counting headers the daemon has logged.
 fn bad_header_warnings(d: &Daemon) -> Vec<String> {
-    d.log
-        .all()
-        .into_iter()
-        .filter(|l| l.contains("not an octet-counting header"))
-        .collect()
+    d.log.matching("not an octet-counting header")
 }
 
 /// A bad header in the middle of an octet-counted stream: the frame before it is a record,

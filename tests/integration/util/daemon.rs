@@ -33,6 +33,16 @@ impl LogLines {
         self.0.0.lock().unwrap().clone()
     }
 
+    /// The lines so far that contain `pattern`.
+    pub fn matching(&self, pattern: &str) -> Vec<String> {
+        let lines = self.0.0.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains(pattern))
+            .cloned()
+            .collect()
+    }
+
     /// Waits until `count` lines contain `pattern`; returns the last of them.
     pub fn wait_for_nth(&self, pattern: &str, count: usize) -> String {
         let (lines, cv) = &*self.0;
