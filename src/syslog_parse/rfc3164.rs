@@ -19,29 +19,33 @@ pub(super) fn after_pri(pri: Pri, s: &[u8]) -> Message<'_> {
     if let Some((time, rest)) = timed {
         return after_time(Some(pri), time, rest);
     }
-    match tag(s) {
-        Some(t) if t.app.is_some() => Message {
-            app: t.app,
-            procid: t.procid,
-            msg: t.rest,
-            ..unparsed(pri, s)
-        },
-        _ => unparsed(pri, s),
-    }
+    // Without a tag, only the PRI was read: the rest is the message.
+    let tag = tag(s).filter(|t| t.app.is_some()).unwrap_or(Tag::none(s));
+    message(Some(pri), None, None, tag)
 }
 
 /// A message of which only the PRI was read.
 fn unparsed(pri: Pri, msg: &[u8]) -> Message<'_> {
+    message(Some(pri), None, None, Tag::none(msg))
+}
+
+/// A 3164 message of the parts read.
+fn message<'a>(
+    pri: Option<Pri>,
+    timestamp: Option<&'a [u8]>,
+    hostname: Option<&'a [u8]>,
+    tag: Tag<'a>,
+) -> Message<'a> {
     Message {
-        pri: Some(pri),
+        pri,
         protocol: Protocol::Rfc3164,
-        timestamp: None,
-        hostname: None,
-        app: None,
-        procid: None,
+        timestamp,
+        hostname,
+        app: tag.app,
+        procid: tag.procid,
         msgid: None,
         sd: None,
-        msg,
+        msg: tag.rest,
     }
 }
 
@@ -58,18 +62,7 @@ pub(super) fn after_time<'a>(pri: Option<Pri>, time: &'a [u8], rest: &'a [u8]) -
             None => (None, None),
         },
     };
-    let tag = tag.unwrap_or(Tag::none(rest));
-    Message {
-        pri,
-        protocol: Protocol::Rfc3164,
-        timestamp: Some(time),
-        hostname,
-        app: tag.app,
-        procid: tag.procid,
-        msgid: None,
-        sd: None,
-        msg: tag.rest,
-    }
+    message(pri, Some(time), hostname, tag.unwrap_or(Tag::none(rest)))
 }
 
 /// A 3164 tag and the message after it.
@@ -196,17 +189,7 @@ fn cisco_body(pri: Pri, s: &[u8]) -> Option<Message<'_>> {
         _ if timestamp.is_some() => Tag::none(s),
         _ => return None,
     };
-    Some(Message {
-        pri: Some(pri),
-        protocol: Protocol::Rfc3164,
-        timestamp,
-        hostname,
-        app: tag.app,
-        procid: tag.procid,
-        msgid: None,
-        sd: None,
-        msg: tag.rest,
-    })
+    Some(message(Some(pri), timestamp, hostname, tag))
 }
 
 /// Cisco's origin (`logging origin-id`): a host and `: ` at the start of `s`, not an uptime
