@@ -20,6 +20,24 @@ fn wait_lines(path: &Path, n: usize, what: &str) -> Vec<String> {
     })
 }
 
+/// logsinkd (`--framing FRAMING --parse syslog --format json`) with a `forwarding_rsyslogd`
+/// in front of it, and that rsyslogd's socket; `None` (the test skipped) without logger or
+/// rsyslogd.
+fn behind_rsyslogd(dir: &Path, framing: &str) -> Option<(Daemon, PrivateRsyslogd, PathBuf)> {
+    tool("logger", "bsdutils")?;
+    let args = [
+        "--framing",
+        framing,
+        "--parse",
+        "syslog",
+        "--format",
+        "json",
+    ];
+    let d = Daemon::start(dir, &args);
+    let (rs, socket) = forwarding_rsyslogd(dir, d.addr.port())?;
+    Some((d, rs, socket))
+}
+
 /// rsyslogd forwarding everything its unix socket `dir/log.sock` gets (but its own messages)
 /// to logsinkd at `port`, octet-counted, in `RSYSLOG_SyslogProtocol23Format`; ready once the
 /// socket is there.
@@ -96,22 +114,8 @@ fn messages() -> Vec<Sent> {
 /// `--framing FRAMING`: each arrives exactly once, in order, as one record whose fields are
 /// what was sent: app (the tag), procid (`--id`), rsyslogd's host name, facility, severity.
 fn rsyslogd_forwards_every_message(framing: &str) {
-    if tool("logger", "bsdutils").is_none() {
-        return;
-    }
     let dir = temp_dir();
-    let d = Daemon::start(
-        dir.path(),
-        &[
-            "--framing",
-            framing,
-            "--parse",
-            "syslog",
-            "--format",
-            "json",
-        ],
-    );
-    let Some((_rs, socket)) = forwarding_rsyslogd(dir.path(), d.addr.port()) else {
+    let Some((d, _rs, socket)) = behind_rsyslogd(dir.path(), framing) else {
         return;
     };
     let socket = socket.to_str().unwrap();
@@ -211,22 +215,8 @@ fn rsyslogd_forwards_every_message_auto() {
 /// message is the frame without it: `msg` and `line` do not end in `\x0a`.
 #[test]
 fn rsyslogd_frame_end_is_no_message_text() {
-    if tool("logger", "bsdutils").is_none() {
-        return;
-    }
     let dir = temp_dir();
-    let d = Daemon::start(
-        dir.path(),
-        &[
-            "--framing",
-            "octet",
-            "--parse",
-            "syslog",
-            "--format",
-            "json",
-        ],
-    );
-    let Some((_rs, socket)) = forwarding_rsyslogd(dir.path(), d.addr.port()) else {
+    let Some((d, _rs, socket)) = behind_rsyslogd(dir.path(), "octet") else {
         return;
     };
     logger(&[
