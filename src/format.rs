@@ -76,15 +76,8 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
         }
         Format::Raw => out.extend_from_slice(line),
         Format::Json => {
-            out.extend_from_slice(b"{\"time\":\"");
-            out.extend_from_slice(time);
-            out.extend_from_slice(b"\",\"peer\":\"");
-            out.extend_from_slice(peer);
-            out.extend_from_slice(b"\",\"line\":\"");
-            let start = out.len();
-            escape_into(out, line);
-            json_quote_in_place(out, start);
-            out.extend_from_slice(b"\"}");
+            json_open(out, time, peer, line);
+            out.push(b'}');
         }
         Format::Syslog => {
             out.extend_from_slice(time);
@@ -110,9 +103,7 @@ pub fn write_parsed(
     match format {
         Format::Default | Format::Raw => write_record(format, out, time, peer, line),
         Format::Json => {
-            write_record(format, out, time, peer, line);
-            // Reopen the object: drop `}` and the LF.
-            out.truncate(out.len() - 2);
+            json_open(out, time, peer, line);
             if let Some(pri) = msg.pri {
                 json_field(out, "facility", pri.facility_name().as_bytes());
                 json_field(out, "severity", pri.severity_name().as_bytes());
@@ -162,6 +153,17 @@ pub fn write_parsed(
             out.push(b'\n');
         }
     }
+}
+
+/// Appends a JSON record's `{"time":"…","peer":"…","line":"…"`, the object left open for
+/// more fields.
+fn json_open(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8]) {
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(time);
+    out.extend_from_slice(b"\",\"peer\":\"");
+    out.extend_from_slice(peer);
+    out.extend_from_slice(b"\",\"line\":");
+    json_string(out, line);
 }
 
 /// Appends `,"name":"<escaped value>"`.
