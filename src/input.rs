@@ -24,7 +24,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Choice, choice, choose};
@@ -68,12 +68,13 @@ pub enum ListenAddr {
 }
 
 impl ListenAddr {
-    /// An address (`IP:PORT`, `[IPv6]:PORT`) or, starting with `/` or `.`, a path.
-    fn parse(text: &str) -> Option<ListenAddr> {
-        if let Ok(addr) = text.parse() {
-            return Some(ListenAddr::Ip(addr));
+    /// An address (`IP:PORT`, `[IPv6]:PORT`), else a path (as written in `listen_unix`,
+    /// relative ones too).
+    fn parse(text: &str) -> ListenAddr {
+        match text.parse() {
+            Ok(addr) => ListenAddr::Ip(addr),
+            Err(_) => ListenAddr::Path(text.into()),
         }
-        (text.starts_with('/') || text.starts_with('.')).then(|| ListenAddr::Path(text.into()))
     }
 }
 
@@ -122,16 +123,14 @@ impl RawInputs<'_> {
         let mut listeners = BTreeMap::new();
         for (text, table) in self.listeners {
             let at = || format!("listener.\"{text}\"");
-            let addr = ListenAddr::parse(text)
-                .filter(|addr| known.contains(addr))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "table `{}`: `{text}` is not the address or path of a listener (in \
-                         `listen`, `listen_udp`, `listen_unix` or `listen_unix_dgram`), written \
-                         the same way",
-                        at()
-                    )
-                })?;
+            let addr = ListenAddr::parse(text);
+            if !known.contains(&addr) {
+                bail!(
+                    "table `{}`: `{text}` is not the address or path of a listener (in `listen`, \
+                     `listen_udp`, `listen_unix` or `listen_unix_dgram`), written the same way",
+                    at()
+                );
+            }
             let mode = match &table.framing {
                 None => None,
                 Some(_) if !streams.contains(&addr) => bail!(
@@ -204,9 +203,8 @@ mod tests {
             listener: BTreeMap<String, RawListener>,
         }
         let file: File = toml::from_str(text)?;
-        let addrs = |l: &[&str]| -> Vec<ListenAddr> {
-            l.iter().map(|a| ListenAddr::parse(a).unwrap()).collect()
-        };
+        let addrs =
+            |l: &[&str]| -> Vec<ListenAddr> { l.iter().map(|a| ListenAddr::parse(a)).collect() };
         RawInputs {
             framing: file.framing.as_deref(),
             parse: file.parse.as_deref(),
@@ -220,12 +218,13 @@ mod tests {
     fn tables_override_the_top_level() {
         let inputs = resolve(
             "parse = \"syslog\"\n[listener.\"127.0.0.1:2\"]\nframing = \"octet\"\n\
-             [listener.\"/run/in.sock\"]\nparse = \"none\"\n",
-            &["127.0.0.1:1", "127.0.0.1:2", "/run/in.sock"],
-            &["127.0.0.1:1", "127.0.0.1:2", "/run/in.sock"],
+             [listener.\"/run/in.sock\"]\nparse = \"none\"\n\
+             [listener.\"rel.sock\"]\nframing = \"auto\"\n",
+            &["127.0.0.1:1", "127.0.0.1:2", "/run/in.sock", "rel.sock"],
+            &["127.0.0.1:1", "127.0.0.1:2", "/run/in.sock", "rel.sock"],
         )
         .unwrap();
-        let at = |a: &str| inputs.at(&ListenAddr::parse(a).unwrap());
+        let at = |a: &str| inputs.at(&ListenAddr::parse(a));
         let syslog = |framing| Input {
             framing,
             parse: Parse::Syslog,
@@ -233,6 +232,7 @@ mod tests {
         assert_eq!(at("127.0.0.1:1"), syslog(Mode::Lines));
         assert_eq!(at("127.0.0.1:2"), syslog(Mode::Octet));
         assert_eq!(at("/run/in.sock").parse, Parse::None);
+        assert_eq!(at("rel.sock").framing, Mode::Auto, "a relative unix path");
     }
 
     /// Unknown values and tables that name no listener are refused, naming the table.
