@@ -25,11 +25,12 @@ struct Activator {
 
 impl Activator {
     fn start(dir: &Path, listen: &[String]) -> Activator {
-        Activator::start_with(dir, &[], listen)
+        Activator::start_with(dir, &[], listen, &[])
     }
 
-    /// `start` with options of systemd-socket-activate's own, such as `--datagram`.
-    fn start_with(dir: &Path, options: &[&str], listen: &[String]) -> Activator {
+    /// `start` with options of systemd-socket-activate's own, such as `--datagram`, and more
+    /// arguments for logsinkd.
+    fn start_with(dir: &Path, options: &[&str], listen: &[String], args: &[&str]) -> Activator {
         let mut cmd = Command::new(ACTIVATE);
         cmd.args(options);
         for addr in listen {
@@ -40,6 +41,7 @@ impl Activator {
             .arg("--foreground")
             .arg("--output")
             .arg(dir.join("out.log"))
+            .args(args)
             .current_dir(dir)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
@@ -105,6 +107,11 @@ impl Drop for Activator {
 /// Starts `systemd-socket-activate` on `count` TCP ports of 127.0.0.1 that were free a moment
 /// ago (it needs concrete ports); tries new ones should another process take one meanwhile.
 fn activate_on_tcp_ports(dir: &Path, count: usize) -> (Activator, Vec<String>) {
+    activate_on_tcp_ports_with(dir, count, &[])
+}
+
+/// `activate_on_tcp_ports`, logsinkd to be started with `args` as well.
+fn activate_on_tcp_ports_with(dir: &Path, count: usize, args: &[&str]) -> (Activator, Vec<String>) {
     for _ in 0..5 {
         let probes: Vec<TcpListener> = (0..count)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
@@ -114,7 +121,7 @@ fn activate_on_tcp_ports(dir: &Path, count: usize) -> (Activator, Vec<String>) {
             .map(|l| l.local_addr().unwrap().to_string())
             .collect();
         drop(probes);
-        let mut activator = Activator::start(dir, &addrs);
+        let mut activator = Activator::start_with(dir, &[], &addrs, args);
         if activator.wait_for("Listening on ", count) {
             return (activator, addrs);
         }
@@ -227,6 +234,7 @@ fn unix_datagram_socket_is_adopted() {
         dir.path(),
         &["--datagram"],
         &[path.to_str().unwrap().to_string()],
+        &[],
     );
     assert!(activator.wait_for("Listening on ", 1));
     let sender = UnixDatagram::unbound().unwrap();
@@ -245,6 +253,44 @@ fn unix_datagram_socket_is_adopted() {
     );
     stop(&mut activator);
     assert!(path.exists(), "logsinkd removed the activator's socket");
+}
+
+/// A passed socket takes the settings of the listener table keyed by the address it is bound
+/// to: of two passed TCP sockets, the one whose table says `framing = "octet"` takes frames,
+/// the other (top-level settings) lines.
+#[test]
+fn passed_sockets_take_their_listener_tables() {
+    if !have_activate("passed_sockets_take_their_listener_tables") {
+        return;
+    }
+    let dir = temp_dir();
+    let config = dir.path().join("logsinkd.toml");
+    let (mut activator, addrs) =
+        activate_on_tcp_ports_with(dir.path(), 2, &["--config", config.to_str().unwrap()]);
+    // logsinkd starts (and reads it) at the first client.
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{}\", \"{}\"]\n[listener.\"{}\"]\nframing = \"octet\"\n",
+            addrs[0], addrs[1], addrs[1]
+        ),
+    )
+    .unwrap();
+    let mut peers = Vec::new();
+    for addr in &addrs {
+        let mut client = TcpStream::connect(addr.as_str()).unwrap();
+        peers.push(client.local_addr().unwrap().to_string());
+        client.write_all(b"3 abc\n").unwrap();
+    }
+    let mut records = wait_for_records(dir.path(), 2);
+    records.sort_by_key(|r| r.starts_with(&peers[1]));
+    assert_eq!(
+        records,
+        [format!("{} 3 abc", peers[0]), format!("{} abc", peers[1])],
+        "{:#?}",
+        activator.all_lines()
+    );
+    stop(&mut activator);
 }
 
 /// This process as the peer of its unix sockets.
