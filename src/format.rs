@@ -27,7 +27,7 @@ use std::fmt;
 
 use crate::config::Choice;
 use crate::framing::run_lines;
-use crate::simd::{self, CopyScan, first_special};
+use crate::simd::{self, CopyScan, Stop, first_special};
 use crate::syslog_parse::{Message, rfc3339_timestamp, sd_elements, unescape_sd_value};
 
 /// The record formats.
@@ -152,32 +152,32 @@ fn json_open(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8]) -> bool {
 /// (it is cut from the line at ASCII delimiters, never inside a character) and is copied
 /// without a scan: nearly every message, and most of the cost of a parsed record.
 fn json_fields(out: &mut Vec<u8>, msg: &Message<'_>, plain: bool) {
-    let field = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
-        json_string(out, value, plain);
+    // `,"name":"` whole, so that a field costs three appends.
+    let field = |out: &mut Vec<u8>, key: &[u8], value: &[u8]| {
+        out.extend_from_slice(key);
+        json_text(out, value, plain);
+        out.push(b'"');
     };
     if let Some(pri) = msg.pri {
-        field(out, "facility", pri.facility_name().as_bytes());
-        field(out, "severity", pri.severity_name().as_bytes());
+        field(out, b",\"facility\":\"", pri.facility_name().as_bytes());
+        field(out, b",\"severity\":\"", pri.severity_name().as_bytes());
     }
     let fields = [
-        ("timestamp", msg.timestamp),
-        ("hostname", msg.hostname),
-        ("app", msg.app),
-        ("procid", msg.procid),
-        ("msgid", msg.msgid),
+        (&b",\"timestamp\":\""[..], msg.timestamp),
+        (b",\"hostname\":\"", msg.hostname),
+        (b",\"app\":\"", msg.app),
+        (b",\"procid\":\"", msg.procid),
+        (b",\"msgid\":\"", msg.msgid),
     ];
-    for (name, value) in fields {
+    for (key, value) in fields {
         if let Some(value) = value {
-            field(out, name, value);
+            field(out, key, value);
         }
     }
     if let Some(sd) = msg.sd {
         json_sd(out, sd, plain);
     }
-    field(out, "msg", msg.msg_without_bom());
+    field(out, b",\"msg\":\"", msg.msg_without_bom());
 }
 
 /// Appends `value` escaped (as in `default`) and JSON-quoted, in quotes; true if it went in
@@ -185,17 +185,24 @@ fn json_fields(out: &mut Vec<u8>, msg: &Message<'_>, plain: bool) {
 /// copied as it is.
 fn json_string(out: &mut Vec<u8>, value: &[u8], plain: bool) -> bool {
     out.push(b'"');
-    let start = out.len();
-    if plain {
-        out.extend_from_slice(value);
-    } else {
-        escape_into(out, value);
-        json_quote_in_place(out, start);
-    }
-    // Escaping and quoting only ever lengthen: the same length is the same bytes.
-    let unchanged = out.len() - start == value.len();
+    let unchanged = json_text(out, value, plain);
     out.push(b'"');
     unchanged
+}
+
+/// `json_string` without the quotes.
+#[inline]
+fn json_text(out: &mut Vec<u8>, value: &[u8], plain: bool) -> bool {
+    let start = out.len();
+    // Nearly every value is printable ASCII without `\` or `"`: one scan, one copy.
+    if plain || simd::first_stop(value, Stop::JsonSpecial) == value.len() {
+        out.extend_from_slice(value);
+        return true;
+    }
+    escape_into(out, value);
+    json_quote_in_place(out, start);
+    // Escaping and quoting only ever lengthen: the same length is the same bytes.
+    out.len() - start == value.len()
 }
 
 /// Appends `,"sd":{"SD-ID":{"name":"value",…},…}`, each value with RFC 5424's escapes undone

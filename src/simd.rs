@@ -22,34 +22,80 @@ pub fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
 }
 
-/// True for printable ASCII other than `\`: the bytes that are not special, which a record
-/// keeps as they are.
-#[inline]
-fn is_printable(b: u8) -> bool {
-    b.wrapping_sub(b' ') <= b'~' - b' ' && b != b'\\'
+/// What a scan stops at. Records keep printable ASCII as it is (the rest is special, see
+/// `format.rs`); a JSON string also quotes `"`; a syslog header field is made of graphic ASCII.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Bytes that are not printable ASCII, and the backslash: LF, tab and other controls,
+    /// DEL, bytes of UTF-8 characters, `\`.
+    Special,
+    /// `Special` bytes and `"`: what a record's text needs done to it in a JSON string.
+    JsonSpecial,
+    /// Bytes that are not graphic ASCII (`!` to `~`): the space, controls, DEL, bytes from
+    /// 0x80.
+    NotGraphic,
 }
 
-/// Index of the first special byte of `s`, one that is not printable ASCII or is a backslash
-/// (LF, tab and other controls, DEL, bytes of UTF-8 characters, `\`), or `s.len()`. Records
-/// are mostly printable ASCII, so this scan is the per-byte cost of the default format: on
-/// x86-64 it checks 16 bytes with a few SSE2 instructions.
+impl Stop {
+    /// The smallest byte (as a signed byte, so bytes from 0x80 are below it too) not stopped
+    /// at by the range test; DEL and `also` are stopped at besides.
+    #[inline(always)]
+    fn lowest_kept(self) -> u8 {
+        match self {
+            Stop::Special | Stop::JsonSpecial => b' ',
+            Stop::NotGraphic => b'!',
+        }
+    }
+
+    /// Bytes within the kept range that stop a scan anyway (`0` for none: it is below the
+    /// range, so stopped at already).
+    #[inline(always)]
+    fn also(self) -> [u8; 2] {
+        match self {
+            Stop::Special => [b'\\', 0],
+            Stop::JsonSpecial => [b'\\', b'"'],
+            Stop::NotGraphic => [0, 0],
+        }
+    }
+
+    #[inline(always)]
+    fn stops_at(self, b: u8) -> bool {
+        b.wrapping_sub(self.lowest_kept()) > b'~' - self.lowest_kept() || self.also().contains(&b)
+    }
+}
+
+/// Index of the first special byte of `s` (`Stop::Special`), or `s.len()`. Records are
+/// mostly printable ASCII, so this scan is the per-byte cost of the default format: on x86-64
+/// it checks 16 bytes with a few SSE2 instructions.
 #[inline]
 pub fn first_special(s: &[u8]) -> usize {
+    first_stop(s, Stop::Special)
+}
+
+/// Index of the first byte of `s` that `stop` stops at, or `s.len()`; 16 bytes a step.
+#[inline(always)]
+pub fn first_stop(s: &[u8], stop: Stop) -> usize {
     let mut i = 0;
     while let Some(chunk) = s.get(i..i + CHUNK) {
-        let mask = special_mask(chunk.try_into().expect("CHUNK bytes"));
+        let mask = stop_mask(chunk.try_into().expect("CHUNK bytes"), stop);
         if mask != 0 {
             return i + mask.trailing_zeros() as usize;
         }
         i += CHUNK;
     }
-    i + s[i..].iter().take_while(|&&b| is_printable(b)).count()
+    i + s[i..].iter().take_while(|&&b| !stop.stops_at(b)).count()
 }
 
 /// Bit `i` set if byte `i` of the chunk is special (see `first_special`).
-#[cfg(target_arch = "x86_64")]
 #[inline]
 fn special_mask(chunk: &[u8; CHUNK]) -> u32 {
+    stop_mask(chunk, Stop::Special)
+}
+
+/// Bit `i` set if `stop` stops at byte `i` of the chunk.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stop_mask(chunk: &[u8; CHUNK], stop: Stop) -> u32 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
@@ -58,25 +104,30 @@ fn special_mask(chunk: &[u8; CHUNK]) -> u32 {
     // readable bytes, and the load has no alignment requirement.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        // As signed bytes, controls and every byte from 0x80 are below 0x20.
-        let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        // As signed bytes, controls and every byte from 0x80 are below the space.
+        let low = _mm_cmplt_epi8(v, _mm_set1_epi8(stop.lowest_kept() as i8));
         let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(low, del), backslash)) as u32
+        let mut stops = _mm_or_si128(low, del);
+        for b in stop.also() {
+            if b != 0 {
+                stops = _mm_or_si128(stops, _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)));
+            }
+        }
+        _mm_movemask_epi8(stops) as u32
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-use special_mask_portable as special_mask;
+use stop_mask_portable as stop_mask;
 
-/// `special_mask` for any CPU (on x86-64 only checked against the SSE2 one, in the tests).
+/// `stop_mask` for any CPU (on x86-64 only checked against the SSE2 one, in the tests).
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-#[inline]
-fn special_mask_portable(chunk: &[u8; CHUNK]) -> u32 {
+#[inline(always)]
+fn stop_mask_portable(chunk: &[u8; CHUNK], stop: Stop) -> u32 {
     // Without early exit, so that the compiler can turn the test into vector compares.
     let mut any = false;
     for &b in chunk {
-        any |= !is_printable(b);
+        any |= stop.stops_at(b);
     }
     if !any {
         return 0;
@@ -84,7 +135,7 @@ fn special_mask_portable(chunk: &[u8; CHUNK]) -> u32 {
     chunk
         .iter()
         .enumerate()
-        .fold(0, |mask, (i, &b)| mask | (u32::from(!is_printable(b)) << i))
+        .fold(0, |mask, (i, &b)| mask | (u32::from(stop.stops_at(b)) << i))
 }
 
 /// One step of a copy that scans as it goes: `LEN` bytes copied, and which of them are
@@ -210,20 +261,35 @@ mod tests {
     use super::*;
     use crate::framing::testing::stream;
 
-    /// The vector scan flags exactly the bytes the portable one does, at every position.
+    /// The vector scan flags exactly the bytes the portable one does, at every position, and
+    /// those are the bytes each kind of scan is meant to stop at.
     #[test]
-    fn special_mask_portable_agrees() {
-        for b in 0..=255u8 {
-            for pos in 0..CHUNK {
-                let mut chunk = [b'a'; CHUNK];
-                chunk[pos] = b;
-                assert_eq!(
-                    special_mask(&chunk),
-                    special_mask_portable(&chunk),
-                    "{b:#x}@{pos}"
-                );
-                let expected = if is_printable(b) { 0 } else { 1 << pos };
-                assert_eq!(special_mask(&chunk), expected, "{b:#x}@{pos}");
+    fn stop_mask_portable_agrees() {
+        for stop in [Stop::Special, Stop::JsonSpecial, Stop::NotGraphic] {
+            for b in 0..=255u8 {
+                let meant = match stop {
+                    Stop::Special => !(b' '..=b'~').contains(&b) || b == b'\\',
+                    Stop::JsonSpecial => !(b' '..=b'~').contains(&b) || b == b'\\' || b == b'"',
+                    Stop::NotGraphic => !b.is_ascii_graphic(),
+                };
+                assert_eq!(stop.stops_at(b), meant, "{stop:?} {b:#x}");
+                for pos in 0..CHUNK {
+                    let mut chunk = [b'a'; CHUNK];
+                    chunk[pos] = b;
+                    let expected = if meant { 1 << pos } else { 0 };
+                    assert_eq!(stop_mask(&chunk, stop), expected, "{stop:?} {b:#x}@{pos}");
+                    assert_eq!(
+                        stop_mask_portable(&chunk, stop),
+                        expected,
+                        "{stop:?} {b:#x}@{pos}"
+                    );
+                }
+                let mut s = vec![b'a'; 40];
+                for pos in 0..s.len() {
+                    s[pos] = b;
+                    assert_eq!(first_stop(&s, stop), if meant { pos } else { s.len() });
+                    s[pos] = b'a';
+                }
             }
         }
     }
@@ -244,7 +310,11 @@ mod tests {
                     // what `C` needs (`available`).
                     let mask = unsafe { C::copy_scan(from.as_ptr(), to.as_mut_ptr()) };
                     assert_eq!(to, from);
-                    let expected = if is_printable(b) { 0 } else { 1 << pos };
+                    let expected = if Stop::Special.stops_at(b) {
+                        1 << pos
+                    } else {
+                        0
+                    };
                     assert_eq!(mask, expected, "{b:#x}@{pos}");
                 }
             }

@@ -52,6 +52,8 @@ mod oracle;
 #[cfg(test)]
 mod tests;
 
+use crate::simd::{Stop, first_stop};
+
 pub use sd::{SdElement, SdElements, SdParams, sd_elements, unescape_sd_value};
 pub use timestamp::rfc3339_timestamp;
 
@@ -256,8 +258,9 @@ fn rfc5424(pri: Pri, s: &[u8]) -> Option<Message<'_>> {
 /// A 5424 header field and the text after its SP: 1 to `max` printable US-ASCII bytes, None
 /// for `-`.
 fn field(s: &[u8], max: usize) -> Option<(Option<&[u8]>, &[u8])> {
-    let len = s.iter().take(max + 1).position(|b| !b.is_ascii_graphic())?;
-    if len == 0 || s[len] != b' ' {
+    // A field longer than `max` is no field: the scan need not look further.
+    let len = first_stop(&s[..s.len().min(max + 1)], Stop::NotGraphic);
+    if len == 0 || len > max || s.get(len) != Some(&b' ') {
         return None;
     }
     let value = &s[..len];
