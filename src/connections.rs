@@ -47,14 +47,16 @@ impl Connections {
         self.slab.is_empty()
     }
 
-    /// Registers `stream` under `token(key)` and adds it, ready for a first read (data may
-    /// have arrived before registration), its idle timer armed. Fails, naming the peer, if
-    /// registering fails.
+    /// Registers `stream` (accepted on listener `listener`, by index) under `token(key)` and
+    /// adds it, ready for a first read (data may have arrived before registration), its idle
+    /// timer armed. Fails, naming the peer, if registering fails.
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
         input: Input,
+        listener: usize,
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
         now: Instant,
@@ -70,7 +72,7 @@ impl Connections {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now, input));
+        let conn = entry.insert(Connection::new(stream, peer, id, now, input, listener));
         self.ready.push_back((key, id));
         if let Some(idle) = &mut self.idle {
             idle.arm(key, &mut conn.idle_at, now);
@@ -204,6 +206,7 @@ mod tests {
                 stream,
                 Box::from(&b"p"[..]),
                 Input::default(),
+                0,
                 poll.registry(),
                 Token,
                 now,
@@ -234,6 +237,7 @@ mod tests {
                 a,
                 Box::from(&b"a"[..]),
                 Input::default(),
+                0,
                 poll.registry(),
                 Token,
                 now,
@@ -247,6 +251,7 @@ mod tests {
                 b,
                 Box::from(&b"b"[..]),
                 Input::default(),
+                0,
                 poll.registry(),
                 Token,
                 now,
@@ -273,6 +278,7 @@ mod tests {
                 silent,
                 Box::from(&b"s"[..]),
                 Input::default(),
+                0,
                 poll.registry(),
                 Token,
                 start,
@@ -284,6 +290,7 @@ mod tests {
                 talking,
                 Box::from(&b"t"[..]),
                 Input::default(),
+                0,
                 poll.registry(),
                 Token,
                 start,

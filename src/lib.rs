@@ -55,6 +55,7 @@ pub mod input;
 pub mod listen;
 pub mod listener;
 pub mod man;
+pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod recorder;
