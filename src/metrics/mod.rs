@@ -8,7 +8,11 @@
 //! is accepted and closed at once (with RST, so no TIME_WAIT is left behind). The request head
 //! is read into a fixed `REQUEST_MAX` buffer, nothing beyond; it must be complete within
 //! `REQUEST_TIMEOUT` of the accept, and the response written (non-blocking, as far as the
-//! client reads) within `RESPONSE_TIMEOUT`, or the connection is dropped. Accepting takes at
+//! client reads) within `RESPONSE_TIMEOUT`, or the connection is dropped. After the response
+//! logsinkd shuts its side down and reads (and drops) what the client still sends, up to
+//! `LINGER_MAX` bytes for at most `LINGER`, before it closes: closing a socket with unread
+//! bytes sends a reset, which could destroy the response (a 431 to a client whose head was
+//! too large) before the client has read it. Accepting takes at
 //! most `ACCEPT_BUDGET` clients per loop iteration, so a flood of connects cannot starve the
 //! rest of the loop either.
 
@@ -35,6 +39,10 @@ pub const REQUEST_MAX: usize = 4096;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to read the response.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after its response a connection is kept for the client to close it first.
+pub const LINGER: Duration = Duration::from_secs(1);
+/// Bytes read and dropped after the response at most (what the client sent beyond the head).
+const LINGER_MAX: usize = 64 * 1024;
 /// Clients accepted per loop iteration at most; the rest wait for the next one.
 const ACCEPT_BUDGET: usize = 64;
 
@@ -44,10 +52,20 @@ struct Exchange {
     /// The request head so far.
     request: Box<[u8; REQUEST_MAX]>,
     len: usize,
-    /// The response, once the request is complete, and how much of it is written.
-    response: Option<(Vec<u8>, usize)>,
+    state: State,
     /// When the connection is dropped if the exchange is not over.
     deadline: Instant,
+}
+
+/// Where an exchange is.
+enum State {
+    /// Reading the request head.
+    Reading,
+    /// Writing the response: the bytes and how many are written.
+    Writing(Vec<u8>, usize),
+    /// The response is written and this side shut down: dropping what the client still
+    /// sends (this many bytes so far) until it closes.
+    Lingering(usize),
 }
 
 /// What an exchange's event left.
@@ -181,7 +199,7 @@ impl MetricsServer {
             stream,
             request: Box::new([0; REQUEST_MAX]),
             len: 0,
-            response: None,
+            state: State::Reading,
             deadline: now + REQUEST_TIMEOUT,
         });
     }
@@ -200,9 +218,9 @@ impl MetricsServer {
 
 impl Exchange {
     /// Reads what came of the request; once it is complete, answers it; writes what the
-    /// socket takes of the answer.
+    /// socket takes of the answer; then lingers.
     fn step(&mut self, now: Instant, render: impl FnOnce(&mut Vec<u8>)) -> Step {
-        if self.response.is_none() {
+        if let State::Reading = self.state {
             match self.read_request() {
                 Ok(Some(answer)) => {
                     let body = match answer {
@@ -213,26 +231,47 @@ impl Exchange {
                         }
                         Answer::Error(status) => http::error_body(status),
                     };
-                    self.response = Some((http::response(answer, &body), 0));
+                    self.state = State::Writing(http::response(answer, &body), 0);
                     self.deadline = now + RESPONSE_TIMEOUT;
                 }
                 Ok(None) => return Step::Wait,
                 Err(_) => return Step::Close,
             }
         }
-        let Some((response, sent)) = &mut self.response else {
+        if let State::Writing(response, sent) = &mut self.state {
+            while *sent < response.len() {
+                match self.stream.write(&response[*sent..]) {
+                    Ok(0) => return Step::Close,
+                    Ok(n) => *sent += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close,
+                }
+            }
+            // All written: FIN after it; the client closes its side once it has read it.
+            if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return Step::Close;
+            }
+            self.state = State::Lingering(0);
+            self.deadline = self.deadline.min(now + LINGER);
+        }
+        let State::Lingering(dropped) = &mut self.state else {
             return Step::Wait;
         };
-        while *sent < response.len() {
-            match self.stream.write(&response[*sent..]) {
+        loop {
+            match self.stream.read(&mut self.request[..]) {
                 Ok(0) => return Step::Close,
-                Ok(n) => *sent += n,
+                Ok(n) => {
+                    *dropped += n;
+                    if *dropped > LINGER_MAX {
+                        return Step::Close;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close,
             }
         }
-        Step::Close
     }
 
     /// Reads until `WouldBlock` or the buffer is full; the answer once the head is complete
@@ -288,4 +327,68 @@ pub fn kernel_drops(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
     };
     let words = len as usize / std::mem::size_of::<u32>();
     (rc == 0 && words > DROPS).then(|| u64::from(info[DROPS]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::Poll;
+
+    /// A client that asks and does not read a response too large for the sockets' buffers
+    /// gets what fitted and no more: the exchange waits without blocking, and is dropped at
+    /// `RESPONSE_TIMEOUT`.
+    #[test]
+    fn unread_response_is_dropped_at_the_timeout() {
+        const BODY: usize = 64 << 20;
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut server = MetricsServer::new(listener, poll.registry(), 10).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let start = Instant::now();
+        server.accept(poll.registry(), start);
+        assert_eq!(server.exchanges.len(), 1);
+        let mut rendered = false;
+        while !rendered {
+            assert!(start.elapsed() < Duration::from_secs(10), "no request came");
+            server.event(Token(11), poll.registry(), start, |out| {
+                out.resize(BODY, b'#');
+                rendered = true;
+            });
+        }
+        let exchange = &server.exchanges[0];
+        assert!(
+            matches!(exchange.state, State::Writing(ref r, sent) if sent < r.len()),
+            "the response fitted in the buffers: the test proves nothing"
+        );
+        assert_eq!(server.next_deadline(), Some(start + RESPONSE_TIMEOUT));
+        server.expire(start + RESPONSE_TIMEOUT - Duration::from_millis(1));
+        assert_eq!(server.exchanges.len(), 1);
+        server.expire(start + RESPONSE_TIMEOUT);
+        assert!(server.exchanges.is_empty());
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got);
+        assert!(got.len() < BODY, "{} bytes", got.len());
+    }
+
+    /// A client over the cap is reset at once; the exchanges within it stay.
+    #[test]
+    fn over_the_cap_is_reset() {
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut server = MetricsServer::new(listener, poll.registry(), 10).unwrap();
+        let clients: Vec<_> = (0..=MAX_EXCHANGES)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        server.accept(poll.registry(), Instant::now());
+        assert_eq!(server.exchanges.len(), MAX_EXCHANGES);
+        assert!(!server.pending(), "the backlog was drained");
+        let mut last = &clients[MAX_EXCHANGES];
+        let err = last.read(&mut [0; 1]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    }
 }
