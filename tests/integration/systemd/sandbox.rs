@@ -394,7 +394,8 @@ const METRICS_ADDR: &str = "127.0.0.1:9140";
 fn lines_received(machine: &Machine) -> Option<u64> {
     use std::io::Read;
     let mut s = machine.connect(METRICS_ADDR);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
