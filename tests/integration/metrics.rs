@@ -476,3 +476,24 @@ fn metrics_are_off_by_default() {
     log_lines(&d, 1, 1);
     assert!(d.log.matching("metrics").is_empty(), "{:#?}", d.log.all());
 }
+
+/// At the connection cap new clients wait in the listen backlog; once that is full the
+/// kernel refuses more, and `logsinkd_connections_refused_total` counts them.
+#[test]
+fn refused_connections_are_counted() {
+    let dir = temp_dir();
+    let (d, metrics) = start(dir.path(), &["--max-connections", "1", "--backlog", "1"]);
+    let _held = d.connect();
+    wait_for_sample(metrics, &of_tcp("logsinkd_connections_open", &d), 1);
+    let refused = of_tcp("logsinkd_connections_refused_total", &d);
+    let mut waiting = Vec::new();
+    let text = wait_until("a refused connection counted", DEADLINE, || {
+        // Each try fills the backlog further; those beyond it time out.
+        if let Ok(s) = TcpStream::connect_timeout(&d.addr, Duration::from_millis(100)) {
+            waiting.push(s);
+        }
+        let text = scrape(metrics);
+        (sample(&text, &refused)? > 0).then_some(text)
+    });
+    assert_eq!(sample(&text, &of_tcp("logsinkd_connections_accepted_total", &d)), Some(1));
+}
