@@ -495,5 +495,8 @@ fn refused_connections_are_counted() {
         let text = scrape(metrics);
         (sample(&text, &refused)? > 0).then_some(text)
     });
-    assert_eq!(sample(&text, &of_tcp("logsinkd_connections_accepted_total", &d)), Some(1));
+    assert_eq!(
+        sample(&text, &of_tcp("logsinkd_connections_accepted_total", &d)),
+        Some(1)
+    );
 }
