@@ -34,7 +34,8 @@
 //! - `daemon`: classic daemon mode, the pid file, dropping privileges.
 //! - `notify`: telling systemd (sd_notify): ready, status, reload, watchdog.
 //! - `diag`: the daemon's own messages, to stderr, the journal or syslog.
-//! - `stats`: the counters.
+//! - `stats`: the counters, per listener and for the output.
+//! - `metrics`: the counters served to Prometheus (`GET /metrics`) by the event loop itself.
 //!
 //! ARCHITECTURE.md maps each concept to its file.
 
