@@ -47,16 +47,15 @@ impl Connections {
         self.slab.is_empty()
     }
 
-    /// Registers `stream` (accepted on listener `listener`, by index) under `token(key)` and
-    /// adds it, ready for a first read (data may have arrived before registration), its idle
-    /// timer armed. Fails, naming the peer, if registering fails.
-    #[allow(clippy::too_many_arguments)]
+    /// Registers `stream` (accepted on the listener `listener` names: its index and its
+    /// settings) under `token(key)` and adds it, ready for a first read (data may have arrived
+    /// before registration), its idle timer armed. Fails, naming the peer, if registering
+    /// fails.
     pub fn add(
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
-        input: Input,
-        listener: usize,
+        (listener, input): (usize, Input),
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
         now: Instant,
@@ -205,8 +204,7 @@ mod tests {
             .add(
                 stream,
                 Box::from(&b"p"[..]),
-                Input::default(),
-                0,
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 now,
@@ -236,8 +234,7 @@ mod tests {
             .add(
                 a,
                 Box::from(&b"a"[..]),
-                Input::default(),
-                0,
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 now,
@@ -250,8 +247,7 @@ mod tests {
             .add(
                 b,
                 Box::from(&b"b"[..]),
-                Input::default(),
-                0,
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 now,
@@ -277,8 +273,7 @@ mod tests {
             .add(
                 silent,
                 Box::from(&b"s"[..]),
-                Input::default(),
-                0,
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 start,
@@ -289,8 +284,7 @@ mod tests {
             .add(
                 talking,
                 Box::from(&b"t"[..]),
-                Input::default(),
-                0,
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 start,

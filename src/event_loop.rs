@@ -309,7 +309,7 @@ impl Server {
         };
         let (stats, info, output) = (&self.stats, &self.listener_info, &self.output);
         let (listeners, datagrams, streams) = (&self.listeners, &self.datagrams, self.streams);
-        metrics.event(token, self.poll.registry(), now, |out| {
+        metrics.event(token, now, |out| {
             let kernel_drops: Vec<Option<u64>> = (0..info.len())
                 .map(|i| match i.checked_sub(streams) {
                     None => listeners.kernel_drops(i),
@@ -369,7 +369,7 @@ impl Server {
         let registry = self.poll.registry();
         if let Err(e) = self
             .conns
-            .add(stream, peer, input, index, registry, client_token, now)
+            .add(stream, peer, (index, input), registry, client_token, now)
         {
             self.stats.errors += 1;
             error!("{e}");

@@ -117,28 +117,19 @@ impl MetricsServer {
         }
     }
 
-    /// True if `token` is this server's; the loop then calls `event`.
-    pub fn owns(&self, token: Token) -> bool {
-        (self.first..self.first + Self::TOKENS).contains(&token.0)
-    }
-
     /// True while clients may wait to be accepted: the loop should not sleep.
     pub fn pending(&self) -> bool {
         self.pending
     }
 
-    /// An event for `token` (one of `owns`): the listener's, or an exchange's. `render`
-    /// writes the exposition text, asked only for a request that gets it.
-    pub fn event(
-        &mut self,
-        token: Token,
-        registry: &Registry,
-        now: Instant,
-        render: impl FnOnce(&mut Vec<u8>),
-    ) {
+    /// An event for `token` (one of the `TOKENS` from `first`): the listener's (clients wait: the loop calls
+    /// `accept` next), or an exchange's. `render` writes the exposition text, asked only for a
+    /// request that gets it.
+    pub fn event(&mut self, token: Token, now: Instant, render: impl FnOnce(&mut Vec<u8>)) {
         if token.0 == self.first {
+            // Accepted after this iteration's events (`accept`), within its budget.
             self.pending = true;
-            return self.accept(registry, now);
+            return;
         }
         let key = token.0 - self.first - 1;
         // Events can be stale: the exchange may be gone, its key reused (a spurious step
@@ -354,7 +345,7 @@ mod tests {
         let mut rendered = false;
         while !rendered {
             assert!(start.elapsed() < Duration::from_secs(10), "no request came");
-            server.event(Token(11), poll.registry(), start, |out| {
+            server.event(Token(11), start, |out| {
                 out.resize(BODY, b'#');
                 rendered = true;
             });
