@@ -500,3 +500,61 @@ fn refused_connections_are_counted() {
         Some(1)
     );
 }
+
+/// A syslog receiver that goes away makes one failure episode: the failed writes are counted
+/// as errors, the records held show as backlog; once a receiver is back everything held is
+/// written, the backlog is 0, the episode count stays 1 and every record is counted written.
+#[test]
+fn output_failure_episode_is_counted() {
+    let dir = temp_dir();
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = receiver.local_addr().unwrap();
+    let target = format!("syslog+tcp://{at}");
+    let (d, metrics) = start(dir.path(), &["--output", &target]);
+    let (mut first, _) = receiver.accept().unwrap();
+    let mut client = d.connect();
+    writeln!(client, "before").unwrap();
+    let mut byte = [0; 1];
+    first.read_exact(&mut byte).unwrap();
+    drop(first);
+    drop(receiver);
+    let mut sent = 1;
+    let text = wait_until("a failure episode", DEADLINE, || {
+        writeln!(client, "while gone {sent}").unwrap();
+        sent += 1;
+        let text = scrape(metrics);
+        (sample(&text, "logsinkd_output_failures_total")? == 1).then_some(text)
+    });
+    assert!(
+        sample(&text, "logsinkd_output_errors_total").unwrap() >= 1,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "logsinkd_output_backlog_bytes").unwrap() > 0,
+        "{text}"
+    );
+    // The receiver is back on the same port: the retry reconnects and writes what was held.
+    let receiver = std::net::TcpListener::bind(at).unwrap();
+    let collector = std::thread::spawn(move || {
+        let (mut s, _) = receiver.accept().unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got
+    });
+    let text = wait_for_sample(metrics, "logsinkd_output_backlog_bytes", 0);
+    assert_eq!(
+        sample(&text, "logsinkd_output_failures_total"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "logsinkd_records_written_total"),
+        Some(sent),
+        "{text}"
+    );
+    drop(client);
+    let mut d = d;
+    d.stop();
+    let got = String::from_utf8_lossy(&collector.join().unwrap()).into_owned();
+    assert!(got.contains(&format!("while gone {}", sent - 1)), "{got}");
+}
