@@ -82,6 +82,8 @@ pub struct Config {
     /// `None`: connections may stay idle for ever (printed as 0, as it is written).
     #[serde(serialize_with = "seconds")]
     pub idle_timeout: Option<Duration>,
+    /// Where `GET /metrics` is served (Prometheus text); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The listeners' own tables (printed last: TOML tables follow the plain keys), and the
     /// settings that every listener's input resolves to.
     #[serde(rename = "listener", skip_serializing_if = "Inputs::no_tables")]
@@ -237,6 +239,11 @@ pub struct Raw {
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
 
+    /// TCP address to serve Prometheus metrics on (`GET /metrics`), e.g. 127.0.0.1:9140
+    /// [default: none, no metrics served]
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
     /// Per-listener settings, in the file only: `[listener."ADDR"]` tables keyed by a
     /// listener's address or path as written in its listen key.
     #[arg(skip)]
@@ -382,6 +389,19 @@ impl Raw {
             Some(0) | None => None,
             Some(s) => Some(Duration::from_secs(s)),
         };
+        let metrics_listen = match self.metrics_listen.as_deref() {
+            None => None,
+            Some(text) => {
+                let addr = addresses("metrics_listen", &[text.to_string()])?[0];
+                if addr.port() != 0 && listen.contains(&addr) {
+                    bail!(
+                        "key `metrics_listen`: `{addr}` is also in `listen`; the metrics need \
+                         an address (or port) of their own"
+                    );
+                }
+                Some(addr)
+            }
+        };
         if self.group.is_some() && self.user.is_none() {
             bail!("key `group`: needs `user` as well (logsinkd drops both or neither)");
         }
@@ -404,6 +424,7 @@ impl Raw {
             max_connections,
             backlog,
             idle_timeout,
+            metrics_listen,
             inputs,
         })
     }
@@ -604,6 +625,21 @@ mod tests {
                 .contains("key `idle_timeout`: 31536001 seconds is out of range")
         );
         assert!(err("idle_timeout = -1").contains("key `idle_timeout`"));
+        assert!(
+            err("metrics_listen = \"localhost:9140\"")
+                .contains("key `metrics_listen`: `localhost:9140` is not an address")
+        );
+        assert!(
+            err("listen = [\"127.0.0.1:9\"]\nmetrics_listen = \"127.0.0.1:9\"")
+                .contains("key `metrics_listen`: `127.0.0.1:9` is also in `listen`")
+        );
+        assert_eq!(
+            load("metrics_listen = \"[::1]:9140\"")
+                .unwrap()
+                .metrics_listen,
+            Some("[::1]:9140".parse().unwrap())
+        );
+        assert_eq!(load("").unwrap().metrics_listen, None, "off by default");
         assert_eq!(
             load("idle_timeout = 31536000").unwrap().idle_timeout,
             Some(Duration::from_secs(MAX_IDLE_TIMEOUT))
@@ -614,7 +650,7 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 23, "{keys:?}");
+        assert_eq!(keys.len(), 24, "{keys:?}");
         for key in &keys {
             // A table is the wrong type for every key but `listener`, whose tables hold tables.
             let wrong = if key == "listener" { "1" } else { "{}" };
@@ -676,7 +712,7 @@ mod tests {
                    pid_file = \"/run/x.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
                    syslog_facility = \"local3\"\nsyslog_format = \"rfc5424\"\n\
                    syslog_framing = \"octet\"\nmax_connections = 10\nbacklog = 5\n\
-                   idle_timeout = 30\n\n[listener.\"[::1]:1\"]\nframing = \"octet\"\n\n\
+                   idle_timeout = 30\nmetrics_listen = \"127.0.0.1:9140\"\n\n[listener.\"[::1]:1\"]\nframing = \"octet\"\n\n\
                    [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
     }

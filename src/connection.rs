@@ -89,6 +89,8 @@ pub struct Connection {
     pub framer: Framer,
     /// Whether its messages are scanned for syslog fields (its listener's `parse`).
     pub parse: Parse,
+    /// Its listener's index: whose counters its records bump (see stats.rs).
+    pub listener: usize,
     /// The socket may hold unread data: it was readable and has not yet returned `WouldBlock`.
     pub readable: bool,
     /// Last time data arrived (for the idle timeout).
@@ -133,14 +135,22 @@ pub fn write_peer(peer: &mut Vec<u8>, addr: SocketAddr) {
 
 impl Connection {
     /// `peer` is the client as written in records (see `Listener::accept`).
-    /// `input` is its listener's framing and parsing.
-    pub fn new(stream: Stream, peer: Box<[u8]>, id: u64, now: Instant, input: Input) -> Connection {
+    /// `input` is its listener's framing and parsing, `listener` that listener's index.
+    pub fn new(
+        stream: Stream,
+        peer: Box<[u8]>,
+        id: u64,
+        now: Instant,
+        input: Input,
+        listener: usize,
+    ) -> Connection {
         Connection {
             stream,
             peer,
             id,
             framer: Framer::new(input.framing),
             parse: input.parse,
+            listener,
             readable: true,
             last_active: now,
             idle_at: None,

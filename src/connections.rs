@@ -47,14 +47,15 @@ impl Connections {
         self.slab.is_empty()
     }
 
-    /// Registers `stream` under `token(key)` and adds it, ready for a first read (data may
-    /// have arrived before registration), its idle timer armed. Fails, naming the peer, if
-    /// registering fails.
+    /// Registers `stream` (accepted on the listener `listener` names: its index and its
+    /// settings) under `token(key)` and adds it, ready for a first read (data may have arrived
+    /// before registration), its idle timer armed. Fails, naming the peer, if registering
+    /// fails.
     pub fn add(
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
-        input: Input,
+        (listener, input): (usize, Input),
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
         now: Instant,
@@ -70,7 +71,7 @@ impl Connections {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now, input));
+        let conn = entry.insert(Connection::new(stream, peer, id, now, input, listener));
         self.ready.push_back((key, id));
         if let Some(idle) = &mut self.idle {
             idle.arm(key, &mut conn.idle_at, now);
@@ -203,7 +204,7 @@ mod tests {
             .add(
                 stream,
                 Box::from(&b"p"[..]),
-                Input::default(),
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 now,
@@ -233,7 +234,7 @@ mod tests {
             .add(
                 a,
                 Box::from(&b"a"[..]),
-                Input::default(),
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 now,
@@ -246,7 +247,7 @@ mod tests {
             .add(
                 b,
                 Box::from(&b"b"[..]),
-                Input::default(),
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 now,
@@ -272,7 +273,7 @@ mod tests {
             .add(
                 silent,
                 Box::from(&b"s"[..]),
-                Input::default(),
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 start,
@@ -283,7 +284,7 @@ mod tests {
             .add(
                 talking,
                 Box::from(&b"t"[..]),
-                Input::default(),
+                (0, Input::default()),
                 poll.registry(),
                 Token,
                 start,

@@ -11,6 +11,7 @@
 //! writes the peer as it appears in records.
 
 use std::io::{self, ErrorKind};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -20,6 +21,7 @@ use mio::{Interest, Registry, Token};
 use crate::connection::write_peer;
 use crate::diag::{error, info};
 use crate::input::Input;
+use crate::metrics::exposition::{Kind, ListenerInfo};
 use crate::unix::transport::UnixDgram;
 
 /// Datagrams one socket gets per turn.
@@ -55,6 +57,30 @@ impl DatagramSocket {
         match self {
             DatagramSocket::Udp(socket) => Ok(format!("udp {}", socket.local_addr()?)),
             DatagramSocket::Unix(socket) => socket.local_name(),
+        }
+    }
+
+    /// How the metrics name it; `name` is its name in messages, for a socket whose address
+    /// cannot be read.
+    fn metric_info(&self, name: &str) -> ListenerInfo {
+        let named = self.local_name().unwrap_or_else(|_| name.into());
+        match self {
+            DatagramSocket::Udp(_) => {
+                ListenerInfo::new(Kind::Udp, named.strip_prefix("udp ").unwrap_or(&named))
+            }
+            DatagramSocket::Unix(_) => ListenerInfo::new(
+                Kind::UnixDgram,
+                named.strip_prefix("unix-dgram ").unwrap_or(&named),
+            ),
+        }
+    }
+
+    /// What the kernel counted at the socket (`metrics::kernel_drops`): datagrams dropped
+    /// because its receive buffer was full. UDP only.
+    fn kernel_drops(&self) -> Option<u64> {
+        match self {
+            DatagramSocket::Udp(socket) => crate::metrics::kernel_drops(socket.as_fd()),
+            DatagramSocket::Unix(_) => None,
         }
     }
 
@@ -146,6 +172,16 @@ impl Datagrams {
             Ok(name) => format!("listening on {name}"),
             Err(_) => format!("listening on {}", p.name),
         })
+    }
+
+    /// Each socket as the metrics name it.
+    pub fn metric_info(&self) -> impl Iterator<Item = ListenerInfo> + '_ {
+        self.ports.iter().map(|p| p.socket.metric_info(&p.name))
+    }
+
+    /// Socket `index`'s count of what the kernel dropped (see `DatagramSocket::kernel_drops`).
+    pub fn kernel_drops(&self, index: usize) -> Option<u64> {
+        self.ports.get(index).and_then(|p| p.socket.kernel_drops())
     }
 
     /// Socket `index` had a readiness event.

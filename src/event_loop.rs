@@ -15,7 +15,9 @@
 //! What has its own state lives in its own file: when to accept (`accept_gate.rs`), what a
 //! listener accepts (`listener.rs`, `connection.rs`), datagram sockets (`datagram.rs`), idle
 //! timers (`idle.rs`), the output and its failure episodes (`output.rs`), framing
-//! (`recorder.rs`). The server owns the counters (`stats.rs`).
+//! (`recorder.rs`). The server owns the counters (`stats.rs`). The metrics endpoint
+//! (`metrics/`), when configured, is served by this same loop under tokens of its own, with a
+//! bounded share of each iteration.
 //!
 //! SIGTERM (or SIGINT) starts the drain, which runs in this same loop, with the same turns,
 //! writes and back-pressure: listeners close, each connection is read up to what its socket
@@ -39,6 +41,8 @@ use crate::diag::{error, info, warning};
 use crate::input::Input;
 use crate::listen::Listeners;
 use crate::listener::StreamListeners;
+use crate::metrics::MetricsServer;
+use crate::metrics::exposition::{self, ListenerInfo, View};
 use crate::notify::Notifier;
 use crate::output::{FLUSH_AT, Output};
 use crate::recorder::{Framing, Recorder};
@@ -53,8 +57,10 @@ const SIGNALS: Token = Token(0);
 const OUTPUT: Token = Token(1);
 /// Stream listeners' tokens come first, then the datagram sockets'.
 const FIRST_LISTENER: usize = 2;
+/// The metrics listener's token, followed by its exchanges' (`MetricsServer::TOKENS` in all).
+const METRICS: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Client tokens are slab keys offset by this; see `client_token` / `client_key`.
-const FIRST_CLIENT: usize = FIRST_LISTENER + MAX_LISTENERS;
+const FIRST_CLIENT: usize = METRICS + MetricsServer::TOKENS;
 
 fn client_token(key: usize) -> Token {
     Token(key + FIRST_CLIENT)
@@ -88,14 +94,14 @@ pub struct Settings {
     pub target: String,
 }
 
-/// A `Recorder` over the server's framing, output and stats, each borrowed on its own so the
-/// connections stay free to borrow too.
+/// A `Recorder` over the server's framing, output and the counters of listener `$listener`
+/// (by index), each borrowed on its own so the connections stay free to borrow too.
 macro_rules! recorder {
-    ($server:expr) => {
+    ($server:expr, $listener:expr) => {
         Recorder::new(
             &mut $server.framing,
             $server.output.sink(),
-            &mut $server.stats,
+            &mut $server.stats.listeners[$listener],
         )
     };
 }
@@ -114,6 +120,13 @@ pub struct Server {
     output: Output,
     framing: Framing,
     stats: Stats,
+    /// The metrics endpoint, if `metrics_listen` is set; gone once the drain starts.
+    metrics: Option<MetricsServer>,
+    /// Each listener as the metrics name it, by index (as `stats.listeners`).
+    listener_info: Vec<ListenerInfo>,
+    /// Stream listeners at start: datagram socket `i`'s counters are at `streams + i` (the
+    /// stream listeners close at the drain, the datagram sockets are read on).
+    streams: usize,
     read_buf: Box<[u8]>,
     /// The sender of the datagram in `read_buf`, as written in records.
     sender: Vec<u8>,
@@ -129,9 +142,10 @@ pub struct Summary {
 }
 
 impl Server {
-    /// Registers everything with a new `Poll`. `listeners` carry the name used in messages.
+    /// Registers everything with a new `Poll`. `listeners` carry the name used in messages;
+    /// their metrics listener, if any, is served too.
     pub fn new(
-        listeners: Listeners,
+        mut listeners: Listeners,
         sink: Sink,
         max_line: usize,
         settings: Settings,
@@ -143,9 +157,20 @@ impl Server {
         registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
         // Each kind of socket becomes a `Listener` or a `DatagramSocket`; the loop serves
         // them all alike.
+        let metrics = listeners
+            .metrics
+            .take()
+            .map(|l| MetricsServer::new(mio::net::TcpListener::from_std(l), registry, METRICS))
+            .transpose()
+            .context("registering the metrics listener")?;
         let (streams, sockets) = listeners.into_parts();
         let streams = StreamListeners::new(streams, registry, FIRST_LISTENER)?;
         let datagrams = Datagrams::new(sockets, registry, FIRST_LISTENER + streams.len())?;
+        let stream_count = streams.len();
+        let listener_info: Vec<ListenerInfo> = streams
+            .metric_info()
+            .chain(datagrams.metric_info())
+            .collect();
         Ok(Server {
             listeners: streams,
             gate: AcceptGate::new(settings.max_connections),
@@ -154,7 +179,10 @@ impl Server {
             conns: Connections::new(settings.idle_timeout),
             output: Output::new(sink, settings.target, OUTPUT),
             framing: Framing::new(max_line),
-            stats: Stats::default(),
+            stats: Stats::new(listener_info.len()),
+            metrics,
+            listener_info,
+            streams: stream_count,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             sender: Vec::new(),
             draining_since: None,
@@ -167,7 +195,11 @@ impl Server {
     /// `listening on 127.0.0.1:5140`, `listening on udp 127.0.0.1:5140`.
     pub fn listening(&self) -> Vec<String> {
         let streams = self.listeners.listening();
-        streams.chain(self.datagrams.listening()).collect()
+        let metrics = self.metrics.as_ref().map(MetricsServer::serving);
+        streams
+            .chain(self.datagrams.listening())
+            .chain(metrics)
+            .collect()
     }
 
     /// Tells systemd the daemon is ready.
@@ -194,9 +226,14 @@ impl Server {
                 match event.token() {
                     SIGNALS => self.take_signals(&mut reopen, &mut stop),
                     OUTPUT => self.output.wake(),
-                    Token(t) if t < FIRST_CLIENT => self.listener_ready(t - FIRST_LISTENER, now),
+                    Token(t) if t < METRICS => self.listener_ready(t - FIRST_LISTENER, now),
+                    Token(t) if t < FIRST_CLIENT => self.metrics_event(Token(t), now),
                     token => self.conns.mark_readable(client_key(token)),
                 }
+            }
+            if let Some(metrics) = &mut self.metrics {
+                // Clients left waiting by the accept budget of an earlier iteration.
+                metrics.accept(self.poll.registry(), now);
             }
             self.run_timers(now);
             self.read_datagrams(now);
@@ -219,10 +256,12 @@ impl Server {
     /// output is full), else until the earliest timer.
     fn poll_timeout(&self, now: Instant, notify_at: Option<Instant>) -> Option<Duration> {
         let unread = self.conns.any_ready() || self.datagrams.unread();
-        if unread && !self.output.full() {
+        let metrics = self.metrics.as_ref();
+        if (unread && !self.output.full()) || metrics.is_some_and(MetricsServer::pending) {
             return Some(Duration::ZERO);
         }
         [
+            metrics.and_then(MetricsServer::next_deadline),
             self.gate.paused_until(),
             self.output.retry_at(),
             self.conns.next_idle(),
@@ -262,12 +301,38 @@ impl Server {
         }
     }
 
+    /// An event for the metrics endpoint: its listener or one of its exchanges. The text is
+    /// rendered only for a request that gets it, from the counters as they are.
+    fn metrics_event(&mut self, token: Token, now: Instant) {
+        let Some(metrics) = &mut self.metrics else {
+            return; // stale: the endpoint closed at the drain
+        };
+        let (stats, info, output) = (&self.stats, &self.listener_info, &self.output);
+        let (listeners, datagrams, streams) = (&self.listeners, &self.datagrams, self.streams);
+        metrics.event(token, now, |out| {
+            let kernel_drops: Vec<Option<u64>> = (0..info.len())
+                .map(|i| match i.checked_sub(streams) {
+                    None => listeners.kernel_drops(i),
+                    Some(socket) => datagrams.kernel_drops(socket),
+                })
+                .collect();
+            let view = View {
+                stats,
+                listeners: info,
+                kernel_drops: &kernel_drops,
+                backlog: output.backlog(),
+                open_files: output.open_files(),
+            };
+            exposition::render(out, &view);
+        });
+    }
+
     /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
     fn accept_all(&mut self, index: usize, now: Instant) {
         while self.gate.may_accept(self.conns.len()) {
             let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, input, now),
+                Ok((stream, peer)) => self.add_connection(stream, peer, input, index, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.gate.on_drained();
                     return;
@@ -292,18 +357,27 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, stream: Stream, peer: Box<[u8]>, input: Input, now: Instant) {
+    /// Adds a client accepted on listener `index`.
+    fn add_connection(
+        &mut self,
+        stream: Stream,
+        peer: Box<[u8]>,
+        input: Input,
+        index: usize,
+        now: Instant,
+    ) {
         let registry = self.poll.registry();
         if let Err(e) = self
             .conns
-            .add(stream, peer, input, registry, client_token, now)
+            .add(stream, peer, (index, input), registry, client_token, now)
         {
             self.stats.errors += 1;
             error!("{e}");
             return;
         }
-        self.stats.connections += 1;
-        self.stats.open = self.conns.len();
+        let counters = &mut self.stats.listeners[index];
+        counters.accepted += 1;
+        counters.open += 1;
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -311,6 +385,9 @@ impl Server {
             self.accept_everywhere(now);
         }
         self.close_idle(now);
+        if let Some(metrics) = &mut self.metrics {
+            metrics.expire(now);
+        }
     }
 
     /// Before reading more: writes the batch out once it reaches `FLUSH_AT`, and says whether
@@ -340,7 +417,12 @@ impl Server {
                 {
                     Received::Datagram(n) => {
                         let parse = self.datagrams.input(index).parse;
-                        recorder!(self).record_datagram(&self.sender, &self.read_buf[..n], parse);
+                        let listener = self.streams + index;
+                        recorder!(self, listener).record_datagram(
+                            &self.sender,
+                            &self.read_buf[..n],
+                            parse,
+                        );
                     }
                     Received::Empty => break,
                     Received::Failed => {
@@ -374,7 +456,7 @@ impl Server {
         loop {
             let limit = self.output.batch_limit();
             let conn = self.conns.get_mut(key);
-            let mut recorder = recorder!(self);
+            let mut recorder = recorder!(self, conn.listener);
             match conn.read_available(&mut self.read_buf, &mut budget, limit, &mut recorder, now) {
                 Status::Drained => return,
                 Status::Full if budget > 0 && self.room_to_read(now) => {}
@@ -392,8 +474,9 @@ impl Server {
 
     /// Closes connection `key` (its partial line already recorded).
     fn close(&mut self, key: usize, now: Instant) {
-        drop(self.conns.remove(key));
-        self.stats.open = self.conns.len();
+        let conn = self.conns.remove(key);
+        self.stats.listeners[conn.listener].open -= 1;
+        drop(conn);
         if self.gate.on_close() {
             self.accept_everywhere(now);
         }
@@ -412,20 +495,35 @@ impl Server {
     /// Records the partial line of connection `key`, which ends.
     fn finish(&mut self, key: usize) {
         let conn = self.conns.get_mut(key);
-        recorder!(self).finish(&conn.peer, &mut conn.framer, conn.parse);
+        recorder!(self, conn.listener).finish(&conn.peer, &mut conn.framer, conn.parse);
     }
 
-    /// Writes out what is queued (see output.rs); a failed write is an error to count.
+    /// Writes out what is queued (see output.rs); a failed write is an error to count. Once
+    /// the backlog is empty every record received so far has been written.
     fn flush_output(&mut self, now: Instant) {
-        if self.output.flush(now, self.poll.registry()) {
+        let flushed = self.output.flush(now, self.poll.registry());
+        let counters = &mut self.stats.output;
+        counters.bytes += flushed.written as u64;
+        if flushed.failed {
             self.stats.errors += 1;
+            counters.errors += 1;
+        }
+        if flushed.episode {
+            counters.failures += 1;
+        }
+        if flushed.written > 0 && self.output.backlog() == 0 {
+            counters.records = self.stats.listeners.iter().map(|l| l.lines).sum();
         }
     }
 
     /// SIGHUP: open the output anew (after logrotate moved it away).
     fn reopen(&mut self) {
         self.notifier.reloading();
-        self.output.reopen();
+        if self.output.reopen() {
+            self.stats.output.reopens += 1;
+        } else {
+            self.stats.output.reopen_failures += 1;
+        }
         self.notifier.reloaded();
     }
 
@@ -436,6 +534,8 @@ impl Server {
     /// there).
     fn start_drain(&mut self, now: Instant) {
         self.notifier.stopping();
+        // The metrics clients get no more answers: the counters are about to stop.
+        self.metrics = None;
         self.listeners.close(self.poll.registry());
         self.draining_since = Some(now);
         self.datagrams.start_drain(now);
@@ -476,7 +576,8 @@ impl Server {
         let mut unread = 0usize;
         for conn in self.conns.iter_mut() {
             unread = unread.saturating_add(conn.stop_quota.unwrap_or(0));
-            recorder!(self).finish(&conn.peer, &mut conn.framer, conn.parse);
+            recorder!(self, conn.listener).finish(&conn.peer, &mut conn.framer, conn.parse);
+            self.stats.listeners[conn.listener].open -= 1;
         }
         if unread > 0 {
             warning!(
@@ -486,7 +587,6 @@ impl Server {
             );
         }
         self.conns.clear();
-        self.stats.open = 0;
         let unwritten = self.output.flush_before_exit();
         info!("stopped: {}", self.stats);
         Summary { unwritten }

@@ -34,7 +34,8 @@
 //! - `daemon`: classic daemon mode, the pid file, dropping privileges.
 //! - `notify`: telling systemd (sd_notify): ready, status, reload, watchdog.
 //! - `diag`: the daemon's own messages, to stderr, the journal or syslog.
-//! - `stats`: the counters.
+//! - `stats`: the counters, per listener and for the output.
+//! - `metrics`: the counters served to Prometheus (`GET /metrics`) by the event loop itself.
 //!
 //! ARCHITECTURE.md maps each concept to its file.
 
@@ -55,6 +56,7 @@ pub mod input;
 pub mod listen;
 pub mod listener;
 pub mod man;
+pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod recorder;

@@ -71,7 +71,13 @@ pub struct Listeners {
     /// The socket files logsinkd created, to be removed at exit by dropping them (none for
     /// adopted sockets: systemd owns those).
     pub socket_files: Vec<SocketFile>,
+    /// The metrics endpoint's listener (`metrics_listen`), if any.
+    pub metrics: Option<TcpListener>,
 }
+
+/// Listen backlog of the metrics listener: a few scrapers, and a flood of connects waits (or
+/// is refused) in the kernel rather than in logsinkd.
+pub const METRICS_BACKLOG: u32 = 64;
 
 /// Sockets of one kind, each with its name in messages and its listener's framing and parsing.
 pub type Named<T> = Vec<(T, String, Input)>;
@@ -94,8 +100,9 @@ impl Listeners {
 /// The sockets systemd passed, or `None` if it passed none. Fails, naming the socket, if one is
 /// not a TCP or unix stream listener or a UDP or unix datagram socket, and if there are more
 /// than `MAX_LISTENERS`.
-/// Each socket's settings are those of the listener at its address (`inputs`).
-pub fn from_systemd(inputs: &Inputs) -> Result<Option<Listeners>> {
+/// Each socket's settings are those of the listener at its address (`inputs`); a TCP listener
+/// bound to `metrics` (`metrics_listen`) is the metrics endpoint's.
+pub fn from_systemd(inputs: &Inputs, metrics: Option<SocketAddr>) -> Result<Option<Listeners>> {
     let fds = sd_notify::listen_fds_with_names().context("reading LISTEN_FDS")?;
     if fds.len() == 0 {
         return Ok(None);
@@ -115,6 +122,7 @@ pub fn from_systemd(inputs: &Inputs) -> Result<Option<Listeners>> {
         let socket = unsafe { Socket::from_raw_fd(fd) };
         let local = socket.local_addr().ok();
         let at = describe(local.as_ref());
+        let local_ip = local.as_ref().and_then(SockAddr::as_socket);
         let input = local
             .as_ref()
             .and_then(listen_addr)
@@ -150,6 +158,9 @@ pub fn from_systemd(inputs: &Inputs) -> Result<Option<Listeners>> {
                 listeners
                     .unix
                     .push((socket.into(), format!("unix {at}"), input))
+            }
+            Some(Type::STREAM) if listening && local_ip.is_some() && local_ip == metrics => {
+                listeners.metrics = Some(socket.into())
             }
             Some(Type::STREAM) if listening => listeners.tcp.push((socket.into(), name, input)),
             Some(Type::DGRAM) if unix => {

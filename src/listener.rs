@@ -4,6 +4,7 @@
 //! the loop, the accept gate and the connections stay as they are.
 
 use std::io;
+use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
 
@@ -12,6 +13,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::connection::{Stream, peer_text};
 use crate::input::Input;
+use crate::metrics::exposition::{Kind, ListenerInfo};
 use crate::unix::transport;
 
 pub enum Listener {
@@ -38,6 +40,33 @@ impl Listener {
         match self {
             Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
             Listener::Unix(l) => transport::listener_name(l),
+        }
+    }
+
+    /// How the metrics name it and what applies to it; `name` is its name in messages, for
+    /// a socket whose address cannot be read.
+    pub fn metric_info(&self, name: &str) -> ListenerInfo {
+        match self {
+            Listener::Tcp(l) => {
+                let addr = l
+                    .local_addr()
+                    .map_or_else(|_| name.into(), |a| a.to_string());
+                ListenerInfo::new(Kind::Tcp, &addr)
+            }
+            Listener::Unix(l) => {
+                let named = transport::listener_name(l).unwrap_or_else(|_| name.into());
+                let path = named.strip_prefix("unix ").unwrap_or(&named);
+                ListenerInfo::new(Kind::Unix, path)
+            }
+        }
+    }
+
+    /// What the kernel counted at the listener (`metrics::kernel_drops`): connections it
+    /// refused because the backlog was full. TCP only.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        match self {
+            Listener::Tcp(l) => crate::metrics::kernel_drops(l.as_fd()),
+            Listener::Unix(_) => None,
         }
     }
 
@@ -104,6 +133,16 @@ impl StreamListeners {
             Ok(bound) => format!("listening on {bound}"),
             Err(_) => format!("listening on {name}"),
         })
+    }
+
+    /// Each listener as the metrics name it.
+    pub fn metric_info(&self) -> impl Iterator<Item = ListenerInfo> + '_ {
+        self.list.iter().map(|(l, name, _)| l.metric_info(name))
+    }
+
+    /// Listener `index`'s count of what the kernel dropped (see `Listener::kernel_drops`).
+    pub fn kernel_drops(&self, index: usize) -> Option<u64> {
+        self.list.get(index).and_then(|(l, _, _)| l.kernel_drops())
     }
 
     /// Closes every listener (the drain): new clients are refused rather than left waiting.

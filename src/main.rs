@@ -74,7 +74,7 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     let mut pid_file = pid_path
         .map(|path| daemon::PidFile::lock(&path, identity.as_ref()))
         .transpose()?;
-    let mut listeners = match listen::from_systemd(&config.inputs)? {
+    let mut listeners = match listen::from_systemd(&config.inputs, config.metrics_listen)? {
         Some(adopted) => adopted,
         None => listen::bind_all(
             &config.listen,
@@ -84,6 +84,10 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
             &config.inputs,
         )?,
     };
+    // Bound here unless systemd passed a socket at its address (then that one serves).
+    if let (Some(addr), None) = (config.metrics_listen, &listeners.metrics) {
+        listeners.metrics = Some(listen::bind(addr, listen::METRICS_BACKLOG)?);
+    }
     // Removed at exit (any return from here on), like the pid file.
     let socket_files = std::mem::take(&mut listeners.socket_files);
     let owner = identity.as_ref().map(|id| (id.uid, id.gid));

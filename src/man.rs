@@ -219,6 +219,8 @@ descriptor 3 on and binds none of its own (\fBlisten\fR, \fBlisten_udp\fR,
 \fBlisten_unix\fR and \fBlisten_unix_dgram\fR are ignored).
 A listening stream socket is served as a TCP or unix stream listener, a
 datagram socket as a UDP or unix datagram socket; at most 64.
+A TCP listener bound to the \fBmetrics_listen\fR address serves the metrics;
+without one, logsinkd binds that address itself.
 Any other kind of socket is refused at start, naming it (exit 1).
 LISTEN_FDNAMES (\fBFileDescriptorName=\fR) names the sockets in messages.
 logsinkd removes the three variables, so that no child takes the sockets for its

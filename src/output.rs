@@ -35,6 +35,18 @@ const BUSY_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown keeps trying to write out what it holds if the output fails.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
+/// What one `Output::flush` did, for the counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Bytes written.
+    pub written: usize,
+    /// The write failed.
+    pub failed: bool,
+    /// A failure episode began (and was logged): a first failed write, or a receiver busy
+    /// for `BUSY_GRACE`.
+    pub episode: bool,
+}
+
 /// An open output and the state of its current failure episode.
 pub struct Output {
     sink: Sink,
@@ -95,19 +107,38 @@ impl Output {
         self.health.retry_at = None;
     }
 
-    /// Writes out what the sink holds, unless an attempt is not due yet. True if the write
-    /// failed (an error to count; a busy receiver is none).
-    pub fn flush(&mut self, now: Instant, registry: &Registry) -> bool {
-        if self.sink.backlog() == 0 || !self.health.due(now) {
-            return false;
+    /// Output files open now: the file sink's one (syslog outputs have none).
+    pub fn open_files(&self) -> u64 {
+        match self.sink {
+            Sink::File(_) => 1,
+            Sink::Syslog(_) => 0,
         }
+    }
+
+    /// Writes out what the sink holds, unless an attempt is not due yet. Says what it wrote
+    /// and whether the write failed (a busy receiver is no failure).
+    pub fn flush(&mut self, now: Instant, registry: &Registry) -> Flushed {
+        let before = self.sink.backlog();
+        if before == 0 || !self.health.due(now) {
+            return Flushed::default();
+        }
+        let (failed, episode) = self.attempt(now, registry);
+        Flushed {
+            written: before.saturating_sub(self.sink.backlog()),
+            failed,
+            episode,
+        }
+    }
+
+    /// One attempt at writing out: (failed, a failure episode began and was logged).
+    fn attempt(&mut self, now: Instant, registry: &Registry) -> (bool, bool) {
         let target = &self.target;
         match self.sink.flush() {
             Ok(()) => {
                 if self.health.on_written() {
                     info!("output {target} takes data again; everything held was written");
                 }
-                false
+                (false, false)
             }
             Err(busy @ (SinkError::Busy(_) | SinkError::BusyRetry(_))) => {
                 // Not an error yet: a receiver may be briefly behind. Said once it lasts.
@@ -128,34 +159,42 @@ impl Output {
                         let _ = registry.reregister(&mut source, self.token, Interest::WRITABLE);
                     }
                 }
-                if self.health.on_busy(now) {
+                let logged = self.health.on_busy(now);
+                if logged {
                     warning!(
                         "{e:#}; holding {} bytes (reading from clients pauses at {} MiB held)",
                         self.sink.backlog(),
                         HIGH_WATER >> 20
                     );
                 }
-                false
+                (false, logged)
             }
             Err(SinkError::Failed(e)) => {
-                if self.health.on_failed(now) {
+                let logged = self.health.on_failed(now);
+                if logged {
                     error!(
                         "{e:#}; holding {} bytes and retrying (reading from clients pauses at {} MiB held)",
                         self.sink.backlog(),
                         HIGH_WATER >> 20
                     );
                 }
-                true
+                (true, logged)
             }
         }
     }
 
     /// SIGHUP: opens the output anew (after logrotate moved it away); the old one stays in
-    /// use if that fails.
-    pub fn reopen(&mut self) {
+    /// use if that fails. True if it succeeded.
+    pub fn reopen(&mut self) -> bool {
         match self.sink.reopen() {
-            Ok(()) => info!("reopened {}", self.target),
-            Err(e) => error!("reopening failed, still writing to the old output: {e:#}"),
+            Ok(()) => {
+                info!("reopened {}", self.target);
+                true
+            }
+            Err(e) => {
+                error!("reopening failed, still writing to the old output: {e:#}");
+                false
+            }
         }
     }
 

@@ -4,7 +4,8 @@
 //! receipt time and the peer, and queue the records in the sink.
 //!
 //! A `Recorder` is a short-lived view made for each read pass: the `Framing` (the clock and
-//! `max_line`, kept by the event loop), the output's sink and the server's stats.
+//! `max_line`, kept by the event loop), the output's sink and the counters of the listener
+//! whose bytes it records (the server owns them, see stats.rs).
 //!
 //! Raw format to a file skips a copy: records are the bytes as received, so a read lands
 //! straight in the output batch, behind the connection's unfinished line, and stays there when
@@ -22,7 +23,7 @@ use crate::diag::warning;
 use crate::framing::{End, Framer, LineBuffer, Piece, Switch, run_lines};
 use crate::input::Parse;
 use crate::sink::Sink;
-use crate::stats::Stats;
+use crate::stats::ListenerStats;
 use crate::syslog_parse;
 
 /// The longest unfinished line a read is framed in place behind; a longer one takes the general
@@ -46,16 +47,16 @@ impl Framing {
     }
 }
 
-/// Records into `sink`, counting lines and bytes in `stats`.
+/// Records into `sink`, counting lines and bytes in `stats`: its listener's counters.
 pub struct Recorder<'a> {
     pub sink: &'a mut Sink,
-    pub stats: &'a mut Stats,
+    pub stats: &'a mut ListenerStats,
     framing: &'a mut Framing,
 }
 
 impl<'a> Recorder<'a> {
     #[inline]
-    pub fn new(framing: &'a mut Framing, sink: &'a mut Sink, stats: &'a mut Stats) -> Self {
+    pub fn new(framing: &'a mut Framing, sink: &'a mut Sink, stats: &'a mut ListenerStats) -> Self {
         Recorder {
             sink,
             stats,
@@ -184,7 +185,14 @@ impl<'a> Recorder<'a> {
 
 /// Queues one record, with its syslog fields if `scan` and it has them.
 #[inline]
-fn record(sink: &mut Sink, stats: &mut Stats, time: &[u8], peer: &[u8], line: &[u8], scan: bool) {
+fn record(
+    sink: &mut Sink,
+    stats: &mut ListenerStats,
+    time: &[u8],
+    peer: &[u8],
+    line: &[u8],
+    scan: bool,
+) {
     stats.lines += 1;
     if scan {
         match syslog_parse::parse(line) {
@@ -232,7 +240,7 @@ mod tests {
         };
         let sink = Sink::open(&Target::File(path.clone()), format, &syslog, None).unwrap();
         let mut sink = sink;
-        let (mut framing, mut stats) = (Framing::new(max_line), Stats::default());
+        let (mut framing, mut stats) = (Framing::new(max_line), ListenerStats::default());
         let mut recorder = Recorder::new(&mut framing, &mut sink, &mut stats);
         let (mut client, mut server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();

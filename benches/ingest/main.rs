@@ -15,13 +15,15 @@
 //! verify; speed is never asserted. Extra arguments filter: `cargo bench --bench ingest --
 //! "16 x" raw` runs only the runs whose "scenario / receiver" holds each of them at the start
 //! of a word (so `syslog` picks the syslog scenarios, not the `rsyslogd` rows of the others);
-//! `--runs=N` changes the count.
+//! `--runs=N` changes the count. `--metrics` runs every logsinkd with its metrics served and
+//! scraped during the run (`ingest/scrape.rs`), to compare with a run without.
 
 mod lines;
 mod load;
 mod receivers;
 mod reference;
 mod report;
+mod scrape;
 mod verify;
 
 use std::path::Path;
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         );
     }
     let full = args.iter().any(|a| a == "--bench");
+    let metrics = args.iter().any(|a| a == "--metrics");
     let smoke = !full || args.iter().any(|a| a == "--smoke");
     let runs = args
         .iter()
@@ -134,7 +137,7 @@ fn main() -> ExitCode {
         verify::self_check();
         self_check_filters();
     }
-    let receivers = Receiver::available();
+    let receivers = Receiver::available(metrics);
     let scenarios = Scenario::all(smoke);
     let selected = |s: &Scenario, r: &Receiver| {
         let name = format!("{} / {}", s.name, r.name);
@@ -183,6 +186,13 @@ fn main() -> ExitCode {
         println!("ingest: no scenario matches {filters:?}");
         return ExitCode::SUCCESS;
     }
+    if metrics {
+        println!(
+            "\ningest: every logsinkd served its metrics (--metrics-listen), scraped every {} ms \
+             during each run",
+            scrape::SCRAPE_EVERY.as_millis()
+        );
+    }
     report::print(&results, smoke);
     let failed: Vec<String> = results
         .iter()
@@ -214,6 +224,7 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
         .map_err(|e| e.to_string())?;
     let running = receiver.start(dir.path())?;
     let mut clients = load::connect(running.addr(), scenario.conns)?;
+    let scraper = running.metrics.map(scrape::Scraper::start);
     let shape = receiver.shape();
     let (wall, sent_ns, latency) = match scenario.rate {
         None => {
@@ -240,6 +251,14 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
             (wall, Some(lat.sent_ns), Some(latency))
         }
     };
+    if let (Some(scraper), Some(addr)) = (scraper, running.metrics) {
+        scraper.finish()?;
+        let counted = scrape::lines_received(addr)?;
+        let sent = (scenario.conns * scenario.per_conn) as u64;
+        if counted != sent {
+            return Err(format!("metrics: {counted} lines received, {sent} sent"));
+        }
+    }
     // Sampled while the receiver still runs (it is idle now: everything is in the file).
     let (cpu, rss_kib) = (running.cpu_seconds(), running.peak_rss_kib());
     let out_path = running.out.clone();

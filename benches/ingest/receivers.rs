@@ -31,11 +31,13 @@ pub const DEFAULT_EXTRA_PERCENT: usize = 44;
 /// What a receiver is and how it is set up.
 #[derive(Debug, Clone)]
 pub enum Kind {
-    /// logsinkd with these `--format`, `--framing` and `--parse` values.
+    /// logsinkd with these `--format`, `--framing` and `--parse` values; with `metrics`, it
+    /// serves its metrics too (`--metrics-listen`, see scrape.rs).
     Logsinkd {
         format: &'static str,
         framing: &'static str,
         parse: &'static str,
+        metrics: bool,
     },
     /// `extra_percent`: more bytes written than received, in a second file (see reference.rs).
     Reference { extra_percent: usize },
@@ -52,14 +54,16 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Everything this machine can run: rsyslogd only when it is installed.
-    pub fn available() -> Vec<Receiver> {
+    /// Everything this machine can run: rsyslogd only when it is installed. With `metrics`,
+    /// every logsinkd serves its metrics.
+    pub fn available(metrics: bool) -> Vec<Receiver> {
         let logsinkd = |name, format, framing, parse| Receiver {
             name,
             kind: Kind::Logsinkd {
                 format,
                 framing,
                 parse,
+                metrics,
             },
         };
         let mut all = vec![
@@ -155,6 +159,7 @@ impl Receiver {
                 format,
                 framing,
                 parse,
+                metrics,
             } => {
                 let mut cmd = Command::new(logsinkd_binary());
                 cmd.args([
@@ -171,6 +176,9 @@ impl Receiver {
                 ])
                 .arg(&out)
                 .env_remove("NOTIFY_SOCKET");
+                if *metrics {
+                    cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+                }
                 (cmd, true)
             }
             Kind::Reference { extra_percent } => {
@@ -204,12 +212,16 @@ impl Receiver {
         let mut running = Running {
             child,
             addr: None,
+            metrics: None,
             out,
             log: rx,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         if announces {
             running.addr = Some(running.wait_for_address(deadline)?);
+            if let Kind::Logsinkd { metrics: true, .. } = self.kind {
+                running.metrics = Some(running.wait_for_metrics(deadline)?);
+            }
         } else {
             let port = self.rsyslogd_port(dir);
             running.addr = Some(wait_for_port(port, deadline, &mut running.child)?);
@@ -296,6 +308,8 @@ fn wait_for_port(port: u16, deadline: Instant, child: &mut Child) -> Result<Sock
 pub struct Running {
     child: Child,
     pub addr: Option<SocketAddr>,
+    /// Where logsinkd serves its metrics, with `--metrics`.
+    pub metrics: Option<SocketAddr>,
     pub out: PathBuf,
     log: mpsc::Receiver<String>,
 }
@@ -322,6 +336,25 @@ impl Running {
                     }
                 }
                 Err(_) => return Err("the receiver did not say where it listens".into()),
+            }
+        }
+    }
+
+    /// The address of logsinkd's `metrics on http://ADDR/metrics` line (after the
+    /// `listening on` one).
+    fn wait_for_metrics(&mut self, deadline: Instant) -> Result<SocketAddr, String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = line.split("metrics on http://").nth(1);
+                    if let Some(addr) = addr.and_then(|a| a.trim().strip_suffix("/metrics")) {
+                        return addr
+                            .parse()
+                            .map_err(|e| format!("address in {line:?}: {e}"));
+                    }
+                }
+                Err(_) => return Err("logsinkd did not say where it serves metrics".into()),
             }
         }
     }

@@ -20,6 +20,7 @@ complete -c logsinkd -l syslog-framing -d 'How messages are framed on a `syslog+
 complete -c logsinkd -l max-connections -d 'Most client connections open at once; at the cap new clients wait in the kernel\'s backlog [default: derived from the open-file limit]' -r
 complete -c logsinkd -l backlog -d 'Listen backlog: connections the kernel queues before logsinkd accepts them [default: 1024]' -r
 complete -c logsinkd -l idle-timeout -d 'Close a connection that sent nothing for this many seconds (its partial line is recorded); 0 turns it off; at most 31536000 (a year) [default: 0]' -r
+complete -c logsinkd -l metrics-listen -d 'TCP address to serve Prometheus metrics on (`GET /metrics`), e.g. 127.0.0.1:9140 [default: none, no metrics served]' -r
 complete -c logsinkd -s f -l foreground -d 'Stay in the foreground and log diagnostics to stderr (use this under systemd)'
 complete -c logsinkd -s t -l check-config -d 'Validate the configuration, print the effective settings and exit (0 valid, 1 invalid)'
 complete -c logsinkd -s h -l help -d 'Print help'

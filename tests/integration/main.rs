@@ -8,6 +8,7 @@ mod faults;
 mod limits;
 mod load;
 mod man;
+mod metrics;
 mod privileges;
 mod records;
 mod shutdown;

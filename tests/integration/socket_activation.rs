@@ -325,3 +325,38 @@ fn stop(activator: &mut Activator) {
     let status = activator.wait_exit();
     assert_eq!(status.code(), Some(0), "{:#?}", activator.all_lines());
 }
+
+/// A passed TCP socket bound to `metrics_listen` serves the metrics, not log lines: the other
+/// passed socket's line is counted under its own listener, and the metrics socket has none.
+#[test]
+fn passed_socket_at_metrics_listen_serves_the_metrics() {
+    use std::io::Read;
+    if !have_activate("passed_socket_at_metrics_listen_serves_the_metrics") {
+        return;
+    }
+    let dir = temp_dir();
+    let config = dir.path().join("logsinkd.toml");
+    let (mut activator, addrs) =
+        activate_on_tcp_ports_with(dir.path(), 2, &["--config", config.to_str().unwrap()]);
+    // logsinkd starts (and reads it) at the first client.
+    std::fs::write(&config, format!("metrics_listen = \"{}\"\n", addrs[1])).unwrap();
+    TcpStream::connect(addrs[0].as_str())
+        .unwrap()
+        .write_all(b"a line\n")
+        .unwrap();
+    wait_for_records(dir.path(), 1);
+    assert!(activator.wait_for(&format!("metrics on http://{}/metrics", addrs[1]), 1));
+    let mut s = TcpStream::connect(addrs[1].as_str()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let lines = format!(
+        "logsinkd_lines_received_total{{listener=\"tcp://{}\"}} 1\n",
+        addrs[0]
+    );
+    assert!(text.contains(&lines), "{text}");
+    assert!(!text.contains(&format!("tcp://{}", addrs[1])), "{text}");
+    stop(&mut activator);
+}

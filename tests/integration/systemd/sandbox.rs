@@ -385,3 +385,63 @@ pub(super) fn install_activation_drop_in(machine: &Machine) {
     );
     machine.ok("systemctl", &["daemon-reload"]);
 }
+
+/// The metrics address the tests give the service (the documented example).
+const METRICS_ADDR: &str = "127.0.0.1:9140";
+
+/// `GET /metrics` on the machine's loopback: the value of `logsinkd_lines_received_total` of
+/// the shipped listener.
+fn lines_received(machine: &Machine) -> Option<u64> {
+    use std::io::Read;
+    let mut s = machine.connect(METRICS_ADDR);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let series = format!("logsinkd_lines_received_total{{listener=\"tcp://{ADDR}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map(|v| v.parse().unwrap())
+}
+
+/// The shipped service serves the metrics from inside its sandbox.
+#[test]
+fn metrics_are_served_inside_the_sandbox() {
+    let Some(machine) = boot_with_package("metrics_are_served_inside_the_sandbox") else {
+        return;
+    };
+    let out = start_with_options(&machine, &format!("--metrics-listen {METRICS_ADDR}"));
+    assert!(out.status.success(), "{}", describe(&out));
+    machine.connect(ADDR).write_all(b"counted\n").unwrap();
+    wait_for_records(&machine, LOG, 1);
+    assert_eq!(lines_received(&machine), Some(1));
+}
+
+/// Socket-activated and network-less (the drop-in), the service serves the metrics on a
+/// `ListenStream=` socket of logsinkd.socket bound to `metrics_listen`.
+#[test]
+fn socket_activated_metrics_without_a_network() {
+    let Some(machine) = boot_with_package("socket_activated_metrics_without_a_network") else {
+        return;
+    };
+    install_activation_drop_in(&machine);
+    machine.write(
+        "/run/systemd/system/logsinkd.socket.d/metrics.conf",
+        &format!("[Socket]\nListenStream={METRICS_ADDR}\n"),
+    );
+    machine.write(
+        "/run/systemd/system/logsinkd.service.d/test.conf",
+        &format!(
+            "[Service]\nExecStart=\nExecStart={} --metrics-listen {METRICS_ADDR}\n",
+            super::shipped_exec_start()
+        ),
+    );
+    machine.ok("systemctl", &["daemon-reload"]);
+    machine.ok("systemctl", &["start", "logsinkd.socket"]);
+    machine.connect(ADDR).write_all(b"counted\n").unwrap();
+    wait_for_records(&machine, LOG, 1);
+    let pid = machine.main_pid("logsinkd.service");
+    assert_ne!(netns(&machine, pid), netns(&machine, 1), "not network-less");
+    assert_eq!(lines_received(&machine), Some(1));
+}
