@@ -22,6 +22,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -87,6 +88,24 @@ impl AllowList {
 impl fmt::Display for AllowList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.entries().join(", "))
+    }
+}
+
+/// Who may send to one listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The clients served (`allow`); `None`: any.
+    pub allow: Option<Arc<AllowList>>,
+    /// With `proxy_protocol` on (TCP listeners only): the load balancers that may send a
+    /// PROXY header, and so every connection must start with one. `None`: off.
+    pub proxy_from: Option<Arc<AllowList>>,
+}
+
+impl Access {
+    /// True if `ip` may send (it is in `allow`, or there is none).
+    #[inline]
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow.as_ref().is_none_or(|list| list.contains(ip))
     }
 }
 

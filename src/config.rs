@@ -82,6 +82,10 @@ pub struct Config {
     /// `None`: connections may stay idle for ever (printed as 0, as it is written).
     #[serde(serialize_with = "seconds")]
     pub idle_timeout: Option<Duration>,
+    /// The top-level `allow`, as printed (the checked lists are in `inputs`).
+    pub allow: Option<Vec<String>>,
+    pub proxy_protocol: bool,
+    pub proxy_from: Option<Vec<String>>,
     /// The listeners' own tables (printed last: TOML tables follow the plain keys), and the
     /// settings that every listener's input resolves to.
     #[serde(rename = "listener", skip_serializing_if = "Inputs::no_tables")]
@@ -237,6 +241,24 @@ pub struct Raw {
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
 
+    /// Clients allowed to send: an address or CIDR block (10.0.0.0/8, 2001:db8::/32,
+    /// 127.0.0.1); a TCP client outside is reset at accept, a UDP datagram dropped; unix
+    /// sockets are governed by their mode instead; repeatable; a listener's table may
+    /// override it [default: any address]
+    #[arg(long, value_name = "CIDR")]
+    allow: Option<Vec<String>>,
+
+    /// Every TCP connection starts with a PROXY protocol header (v1 or v2, as a load
+    /// balancer such as HAProxy sends): the client it names is the peer recorded and matched
+    /// against allow; needs proxy_from; a listener's table may override it [default: off]
+    #[arg(long, num_args = 0, default_missing_value = "true")]
+    proxy_protocol: Option<bool>,
+
+    /// Load balancers allowed to send the PROXY header: an address or CIDR block; a
+    /// connection from elsewhere on a proxy_protocol listener is reset; repeatable
+    #[arg(long, value_name = "CIDR")]
+    proxy_from: Option<Vec<String>>,
+
     /// Per-listener settings, in the file only: `[listener."ADDR"]` tables keyed by a
     /// listener's address or path as written in its listen key.
     #[arg(skip)]
@@ -344,6 +366,9 @@ impl Raw {
         let inputs = RawInputs {
             framing: self.framing.as_deref(),
             parse: self.parse.as_deref(),
+            allow: self.allow.as_deref(),
+            proxy_protocol: self.proxy_protocol,
+            proxy_from: self.proxy_from.as_deref(),
             listeners: &self.listener,
         }
         .resolve(&known, &streams)?;
@@ -393,6 +418,9 @@ impl Raw {
             format,
             framing: inputs.default.framing,
             parse: inputs.default.parse,
+            allow: inputs.default.access.allow.as_ref().map(|l| l.entries()),
+            proxy_protocol: inputs.default.access.proxy_from.is_some(),
+            proxy_from: inputs.proxy_from.as_ref().map(|l| l.entries()),
             max_line,
             foreground: self.foreground.unwrap_or(false),
             pid_file: self.pid_file,
@@ -614,7 +642,7 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 23, "{keys:?}");
+        assert_eq!(keys.len(), 26, "{keys:?}");
         for key in &keys {
             // A table is the wrong type for every key but `listener`, whose tables hold tables.
             let wrong = if key == "listener" { "1" } else { "{}" };
@@ -676,7 +704,10 @@ mod tests {
                    pid_file = \"/run/x.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
                    syslog_facility = \"local3\"\nsyslog_format = \"rfc5424\"\n\
                    syslog_framing = \"octet\"\nmax_connections = 10\nbacklog = 5\n\
-                   idle_timeout = 30\n\n[listener.\"[::1]:1\"]\nframing = \"octet\"\n\n\
+                   idle_timeout = 30\nallow = [\"10.0.0.0/8\", \"::1/128\"]\n\
+                   proxy_protocol = true\nproxy_from = [\"192.0.2.0/24\"]\n\n\
+                   [listener.\"[::1]:1\"]\nframing = \"octet\"\nallow = [\"::1/128\"]\n\
+                   proxy_protocol = false\n\n\
                    [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
     }

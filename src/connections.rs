@@ -7,6 +7,10 @@
 //! key may now be another connection's) is told apart by the id and skipped. A connection that
 //! still has data after its turn is queued again at the back, so one fast client cannot starve
 //! the others.
+//!
+//! Connections on a PROXY protocol listener must complete their header within
+//! `HEADER_TIMEOUT`. Every header has the same timeout, so their deadlines come in the order
+//! the connections were accepted: a plain queue, checked from its front.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,9 +19,14 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::connection::{Connection, Stream};
+use crate::connection::{Connection, Handshake, Stream};
 use crate::idle::IdleTimers;
 use crate::input::Input;
+
+/// How long a connection on a PROXY protocol listener may take to send its header: balancers
+/// send it at once with the connection, and HAProxy's spec asks receivers for at least 3 s
+/// (a TCP retransmit). A client that sends part of one and stalls holds its slot this long.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Connections {
     slab: Slab<Connection>,
@@ -26,6 +35,9 @@ pub struct Connections {
     next_id: u64,
     /// Idle timers, when `idle_timeout` is set: one per open connection.
     idle: Option<IdleTimers>,
+    /// PROXY header deadlines as (slab key, connection id, deadline), in deadline order;
+    /// an entry whose connection closed or completed its header is skipped.
+    headers: VecDeque<(usize, u64, Instant)>,
 }
 
 impl Connections {
@@ -35,6 +47,7 @@ impl Connections {
             ready: VecDeque::new(),
             next_id: 0,
             idle: idle_timeout.map(IdleTimers::new),
+            headers: VecDeque::new(),
         }
     }
 
@@ -48,13 +61,15 @@ impl Connections {
     }
 
     /// Registers `stream` under `token(key)` and adds it, ready for a first read (data may
-    /// have arrived before registration), its idle timer armed. Fails, naming the peer, if
-    /// registering fails.
+    /// have arrived before registration), its idle timer armed, and with a `handshake` its
+    /// header deadline. Fails, naming the peer, if registering fails.
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
-        input: Input,
+        input: &Input,
+        handshake: Option<Box<Handshake>>,
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
         now: Instant,
@@ -70,7 +85,10 @@ impl Connections {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now, input));
+        if handshake.is_some() {
+            self.headers.push_back((key, id, now + HEADER_TIMEOUT));
+        }
+        let conn = entry.insert(Connection::new(stream, peer, id, now, input, handshake));
         self.ready.push_back((key, id));
         if let Some(idle) = &mut self.idle {
             idle.arm(key, &mut conn.idle_at, now);
@@ -158,6 +176,31 @@ impl Connections {
         silent
     }
 
+    /// When the earliest PROXY header deadline is (perhaps of a connection done with it:
+    /// waking for it costs a look).
+    pub fn next_header_deadline(&self) -> Option<Instant> {
+        self.headers.front().map(|&(_, _, at)| at)
+    }
+
+    /// The connections still without a complete PROXY header at their deadline, by `now`.
+    pub fn headers_overdue(&mut self, now: Instant) -> Vec<usize> {
+        let mut overdue = Vec::new();
+        while let Some(&(key, id, at)) = self.headers.front() {
+            if at > now {
+                break;
+            }
+            self.headers.pop_front();
+            let waiting = self
+                .slab
+                .get(key)
+                .is_some_and(|c| c.id == id && c.handshake.is_some());
+            if waiting {
+                overdue.push(key);
+            }
+        }
+        overdue
+    }
+
     /// The keys of all open connections.
     pub fn keys(&self) -> Vec<usize> {
         self.slab.iter().map(|(key, _)| key).collect()
@@ -172,6 +215,7 @@ impl Connections {
     pub fn clear(&mut self) {
         self.slab.clear();
         self.ready.clear();
+        self.headers.clear();
     }
 }
 
@@ -203,7 +247,8 @@ mod tests {
             .add(
                 stream,
                 Box::from(&b"p"[..]),
-                Input::default(),
+                &Input::default(),
+                None,
                 poll.registry(),
                 Token,
                 now,
@@ -233,7 +278,8 @@ mod tests {
             .add(
                 a,
                 Box::from(&b"a"[..]),
-                Input::default(),
+                &Input::default(),
+                None,
                 poll.registry(),
                 Token,
                 now,
@@ -246,7 +292,8 @@ mod tests {
             .add(
                 b,
                 Box::from(&b"b"[..]),
-                Input::default(),
+                &Input::default(),
+                None,
                 poll.registry(),
                 Token,
                 now,
@@ -272,7 +319,8 @@ mod tests {
             .add(
                 silent,
                 Box::from(&b"s"[..]),
-                Input::default(),
+                &Input::default(),
+                None,
                 poll.registry(),
                 Token,
                 start,
@@ -283,7 +331,8 @@ mod tests {
             .add(
                 talking,
                 Box::from(&b"t"[..]),
-                Input::default(),
+                &Input::default(),
+                None,
                 poll.registry(),
                 Token,
                 start,

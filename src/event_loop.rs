@@ -13,9 +13,14 @@
 //! dropping it.
 //!
 //! What has its own state lives in its own file: when to accept (`accept_gate.rs`), what a
-//! listener accepts (`listener.rs`, `connection.rs`), datagram sockets (`datagram.rs`), idle
-//! timers (`idle.rs`), the output and its failure episodes (`output.rs`), framing
+//! listener accepts (`listener.rs`, `connection.rs`), who may send and the log of those turned
+//! away (`access.rs`), PROXY headers (`proxy_header.rs`), datagram sockets (`datagram.rs`),
+//! idle timers (`idle.rs`), the output and its failure episodes (`output.rs`), framing
 //! (`recorder.rs`). The server owns the counters (`stats.rs`).
+//!
+//! A TCP client outside its listener's `allow` (or, on a PROXY listener, from outside
+//! `proxy_from`) is reset right after accept, before it is a connection: it takes no slot.
+//! A datagram from outside `allow` is dropped unrecorded.
 //!
 //! SIGTERM (or SIGINT) starts the drain, which runs in this same loop, with the same turns,
 //! writes and back-pressure: listeners close, each connection is read up to what its socket
@@ -24,6 +29,7 @@
 //! written out and synced.
 
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,8 +38,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::accept_gate::{AcceptGate, is_client_side};
-use crate::connection::{Status, Stream};
+use crate::access::{Turned, TurnedAway as TurnedAwayLog};
+use crate::connection::{Handshake, Status, Stream, TurnedAway, reset_on_close};
 use crate::connections::Connections;
+use crate::connections::HEADER_TIMEOUT;
 use crate::datagram::{DATAGRAM_BUDGET, Datagrams, Received};
 use crate::diag::{error, info, warning};
 use crate::input::Input;
@@ -41,9 +49,10 @@ use crate::listen::Listeners;
 use crate::listener::StreamListeners;
 use crate::notify::Notifier;
 use crate::output::{FLUSH_AT, Output};
+use crate::proxy_header::HeaderReader;
 use crate::recorder::{Framing, Recorder};
 use crate::sink::Sink;
-use crate::stats::Stats;
+use crate::stats::{ListenerStats, Stats};
 
 /// Most listening sockets, stream and datagram together (each needs its own token below the
 /// clients').
@@ -120,6 +129,13 @@ pub struct Server {
     /// When the stop signal was taken: the drain is on.
     draining_since: Option<Instant>,
     notifier: Notifier,
+    /// Clients turned away by `allow`: each address logged once, then summarized.
+    denied: TurnedAwayLog,
+    /// Connections refused on PROXY listeners: the same.
+    refused: TurnedAwayLog,
+    /// Stream listeners at start (their counters come first in `stats.listeners`; the
+    /// listeners themselves are closed by the drain).
+    stream_count: usize,
 }
 
 /// Why the loop ended.
@@ -146,7 +162,21 @@ impl Server {
         let (streams, sockets) = listeners.into_parts();
         let streams = StreamListeners::new(streams, registry, FIRST_LISTENER)?;
         let datagrams = Datagrams::new(sockets, registry, FIRST_LISTENER + streams.len())?;
+        let stats = Stats {
+            listeners: streams
+                .names()
+                .chain(datagrams.names())
+                .map(|name| ListenerStats {
+                    name: name.to_string(),
+                    ..ListenerStats::default()
+                })
+                .collect(),
+            ..Stats::default()
+        };
         Ok(Server {
+            stream_count: streams.len(),
+            denied: TurnedAwayLog::new(Turned::Denied),
+            refused: TurnedAwayLog::new(Turned::Refused),
             listeners: streams,
             gate: AcceptGate::new(settings.max_connections),
             datagrams,
@@ -154,7 +184,7 @@ impl Server {
             conns: Connections::new(settings.idle_timeout),
             output: Output::new(sink, settings.target, OUTPUT),
             framing: Framing::new(max_line),
-            stats: Stats::default(),
+            stats,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             sender: Vec::new(),
             draining_since: None,
@@ -226,6 +256,9 @@ impl Server {
             self.gate.paused_until(),
             self.output.retry_at(),
             self.conns.next_idle(),
+            self.conns.next_header_deadline(),
+            self.denied.summary_at(),
+            self.refused.summary_at(),
             self.datagrams.drain_deadline(),
             self.draining_since.map(|since| since + SHUTDOWN_READ),
             notify_at,
@@ -263,11 +296,53 @@ impl Server {
     }
 
     /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
+    /// A client outside `allow`, or outside `proxy_from` on a PROXY listener, is reset at
+    /// once: it never takes a slot.
     fn accept_all(&mut self, index: usize, now: Instant) {
         while self.gate.may_accept(self.conns.len()) {
             let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, input, now),
+                Ok((stream, peer, addr)) => {
+                    let access = &input.access;
+                    let mut handshake = None;
+                    let turned = match (addr, &access.proxy_from) {
+                        (None, _) => None,
+                        (Some(addr), Some(from)) if !from.contains(addr.ip()) => Some((
+                            Turned::Refused,
+                            addr,
+                            "not in proxy_from (the load balancers that may send a PROXY \
+                             header)",
+                        )),
+                        (Some(balancer), Some(_)) => {
+                            handshake = Some(Box::new(Handshake {
+                                reader: HeaderReader::default(),
+                                balancer,
+                                allow: access.allow.clone(),
+                                listener: index,
+                            }));
+                            None
+                        }
+                        (Some(addr), None) if !access.allows(addr.ip()) => {
+                            Some((Turned::Denied, addr, "not in allow"))
+                        }
+                        (Some(_), None) => None,
+                    };
+                    if let Some((kind, from, why)) = turned {
+                        reset_on_close(&stream);
+                        drop(stream);
+                        let why = why.into();
+                        let turned = TurnedAway {
+                            kind,
+                            listener: index,
+                            from,
+                            why,
+                        };
+                        self.turn_away(turned, now);
+                        continue;
+                    }
+                    let input = input.clone();
+                    self.add_connection(stream, peer, &input, handshake, now);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.gate.on_drained();
                     return;
@@ -292,11 +367,18 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, stream: Stream, peer: Box<[u8]>, input: Input, now: Instant) {
+    fn add_connection(
+        &mut self,
+        stream: Stream,
+        peer: Box<[u8]>,
+        input: &Input,
+        handshake: Option<Box<Handshake>>,
+        now: Instant,
+    ) {
         let registry = self.poll.registry();
         if let Err(e) = self
             .conns
-            .add(stream, peer, input, registry, client_token, now)
+            .add(stream, peer, input, handshake, registry, client_token, now)
         {
             self.stats.errors += 1;
             error!("{e}");
@@ -306,11 +388,73 @@ impl Server {
         self.stats.open = self.conns.len();
     }
 
+    /// Counts a client turned away (in total and for its listener) and logs it the first
+    /// time for its address.
+    fn turn_away(&mut self, turned: TurnedAway, now: Instant) {
+        let TurnedAway {
+            kind,
+            listener,
+            from,
+            why,
+        } = turned;
+        let counters = &mut self.stats.listeners[listener];
+        let name = &counters.name;
+        let (log, verb) = match kind {
+            Turned::Denied => {
+                self.stats.denied += 1;
+                counters.denied += 1;
+                (&mut self.denied, "denied")
+            }
+            Turned::Refused => {
+                self.stats.refused += 1;
+                counters.refused += 1;
+                (&mut self.refused, "refused")
+            }
+        };
+        let stream = listener < self.stream_count;
+        log.note(now, from.ip(), || {
+            let what = if stream {
+                "connection reset"
+            } else {
+                "datagram dropped"
+            };
+            format!("{name}: {verb} {from}: {why}; {what}")
+        });
+    }
+
     fn run_timers(&mut self, now: Instant) {
         if self.gate.resume_due(now) {
             self.accept_everywhere(now);
         }
         self.close_idle(now);
+        self.close_headerless(now);
+        self.denied.summarize(now);
+        self.refused.summarize(now);
+    }
+
+    /// Resets the connections on PROXY listeners still without a complete header at their
+    /// deadline.
+    fn close_headerless(&mut self, now: Instant) {
+        for key in self.conns.headers_overdue(now) {
+            let conn = self.conns.get_mut(key);
+            let hs = conn
+                .handshake
+                .as_ref()
+                .expect("overdue means waiting for a header");
+            let turned = TurnedAway {
+                kind: Turned::Refused,
+                listener: hs.listener,
+                from: hs.balancer,
+                why: format!(
+                    "no complete PROXY header within {} s",
+                    HEADER_TIMEOUT.as_secs()
+                )
+                .into(),
+            };
+            conn.reset_on_close();
+            self.turn_away(turned, now);
+            self.close(key, now);
+        }
     }
 
     /// Before reading more: writes the batch out once it reaches `FLUSH_AT`, and says whether
@@ -338,8 +482,13 @@ impl Server {
                     .datagrams
                     .recv(index, &mut self.read_buf, &mut self.sender)
                 {
-                    Received::Datagram(n) => {
-                        let parse = self.datagrams.input(index).parse;
+                    Received::Datagram(n, from) => {
+                        let input = self.datagrams.input(index);
+                        let parse = input.parse;
+                        if let Some(from) = from.filter(|f| !input.access.allows(f.ip())) {
+                            self.drop_datagram(index, from, now);
+                            continue;
+                        }
                         recorder!(self).record_datagram(&self.sender, &self.read_buf[..n], parse);
                     }
                     Received::Empty => break,
@@ -350,6 +499,18 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A datagram from `from`, outside socket `index`'s `allow`, is dropped: counted, and
+    /// logged the first time for its address.
+    fn drop_datagram(&mut self, index: usize, from: SocketAddr, now: Instant) {
+        let turned = TurnedAway {
+            kind: Turned::Denied,
+            listener: self.stream_count + index,
+            from,
+            why: "not in allow".into(),
+        };
+        self.turn_away(turned, now);
     }
 
     /// Gives each connection on the ready queue one turn.
@@ -384,6 +545,11 @@ impl Server {
                         // Resets are routine (a client crashed); counted, not logged each.
                         self.stats.errors += 1;
                     }
+                    return self.close(key, now);
+                }
+                Status::TurnedAway(turned) => {
+                    self.conns.get_mut(key).reset_on_close();
+                    self.turn_away(turned, now);
                     return self.close(key, now);
                 }
             }

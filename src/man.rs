@@ -147,8 +147,10 @@ fn config_keys() -> Roff {
     roff.control("TP", []);
     roff.text([bold("[listener.\"ADDR\"]")]);
     roff.text([roman(
-        "a table of one listener's own framing and parse keys, overriding the top-level \
-         ones; ADDR is its address or path as written in its listen key",
+        "a table of one listener's own framing, parse, allow, proxy_protocol and proxy_from \
+         keys, overriding the top-level ones; ADDR is its address or path as written in its \
+         listen key (allow is for TCP and UDP listeners, the PROXY keys for TCP ones: a unix \
+         socket's mode decides who may send to it)",
     )]);
     roff
 }

@@ -23,7 +23,7 @@ _logsinkd() {
 
     case "${cmd}" in
         logsinkd)
-            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --check-config --help --version"
+            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --allow --proxy-protocol --proxy-from --check-config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,6 +138,14 @@ _logsinkd() {
                     return 0
                     ;;
                 --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-from)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
