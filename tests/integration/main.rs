@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `logsinkd` binary and talks to it over real TCP (and
 //! UDP) on 127.0.0.1, with real signals and real files (see util.rs for the harness).
 
+mod access;
 mod completions;
 mod config;
 mod daemon_mode;
@@ -9,6 +10,7 @@ mod limits;
 mod load;
 mod man;
 mod privileges;
+mod proxy;
 mod records;
 mod shutdown;
 mod signals;
