@@ -358,4 +358,50 @@ mod tests {
         assert_eq!(conns.next_idle(), None);
         assert!(conns.is_empty());
     }
+
+    /// A connection with a PROXY handshake is overdue at `HEADER_TIMEOUT` unless it closed
+    /// or completed its header by then; deadlines are taken in accept order.
+    #[test]
+    fn header_deadlines() {
+        use crate::proxy_header::HeaderReader;
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut conns = Connections::new(None);
+        let start = Instant::now();
+        let handshake = || {
+            Some(Box::new(Handshake {
+                reader: HeaderReader::default(),
+                balancer: listener.local_addr().unwrap(),
+                allow: None,
+                listener: 0,
+            }))
+        };
+        let mut clients = Vec::new();
+        for (i, hs) in [handshake(), None, handshake(), handshake()]
+            .into_iter()
+            .enumerate()
+        {
+            let (stream, client) = accepted(&listener);
+            clients.push(client);
+            let at = start + Duration::from_millis(i as u64);
+            let input = Input::default();
+            conns
+                .add(
+                    stream,
+                    Box::from(&b"p"[..]),
+                    &input,
+                    hs,
+                    poll.registry(),
+                    Token,
+                    at,
+                )
+                .unwrap();
+        }
+        assert_eq!(conns.next_header_deadline(), Some(start + HEADER_TIMEOUT));
+        assert!(conns.headers_overdue(start + HEADER_TIMEOUT / 2).is_empty());
+        conns.get_mut(2).handshake = None; // its header came
+        drop(conns.remove(3)); // closed
+        assert_eq!(conns.headers_overdue(start + HEADER_TIMEOUT * 2), [0]);
+        assert_eq!(conns.next_header_deadline(), None, "every entry taken");
+    }
 }
