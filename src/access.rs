@@ -290,7 +290,11 @@ mod tests {
         assert_eq!(log.summary_at(), None, "nothing to summarize");
         assert!(!log.note(start, a, || unreachable!()), "still remembered");
         for n in 0..(SEEN_MAX as u32 * 4) {
-            log.note(start, IpAddr::from(((n + 1) << 8).to_be_bytes()), String::new);
+            log.note(
+                start,
+                IpAddr::from(((n + 1) << 8).to_be_bytes()),
+                String::new,
+            );
         }
         assert_eq!(log.seen.len(), SEEN_MAX, "bounded");
         assert_eq!(log.unremembered, SEEN_MAX as u64 * 3 + 1);

@@ -75,50 +75,81 @@ fn haproxy_send_proxy_v2_records_the_client() {
     through_haproxy("send-proxy-v2");
 }
 
-/// Connections that send no header, a garbage one, or a forged v1 line (huge ports, bad
-/// addresses, wrong family, LF without CR) are each reset, nothing of theirs recorded, each
-/// counted; the source is logged once. A good client alongside is recorded.
-#[test]
-fn bad_headers_are_reset() {
+/// Sends each of `bad` on a connection of its own to a fresh PROXY daemon: each is reset,
+/// nothing of theirs recorded, each counted `refused=`, the source (127.0.0.1) logged once,
+/// with the first one's reason (`first_why`). A good client afterwards is recorded.
+fn each_reset(bad: &[&[u8]], first_why: &str) {
     let dir = temp_dir();
     let d = start(dir.path(), &[]);
-    let bad: &[&[u8]] = &[
-        b"hello, no header\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-        b"PROXY garbage\r\n",
-        b"PROXY TCP4 192.0.2.7 127.0.0.1 99999999999999999999 5140\r\nline\n",
-        b"PROXY TCP4 192.0.2.7 127.0.0.1 65536 5140\r\nline\n",
-        b"PROXY TCP4 192.0.2.7 127.0.0.1 0080 5140\r\nline\n",
-        b"PROXY TCP4 192.0.2.300 127.0.0.1 80 5140\r\nline\n",
-        b"PROXY TCP4 ::1 127.0.0.1 80 5140\r\nline\n",
-        b"PROXY TCP6 192.0.2.7 ::1 80 5140\r\nline\n",
-        b"PROXY TCP4 192.0.2.7 127.0.0.1 80 5140\nline\n",
-        b"\r\n\r\n\0\r\nQUIT\n\x31\x11\x00\x0c",
-        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x04abcd",
-    ];
     for data in bad {
-        let mut s = TcpStream::connect(d.addr).unwrap();
-        s.write_all(data).unwrap();
-        expect_reset(&mut s);
+        write_expect_reset(&mut TcpStream::connect(d.addr).unwrap(), data);
     }
-    send(
-        d.addr,
-        &[
-            &v2_header("192.0.2.9:4000".parse().unwrap(), 0)[..],
-            b"good\n",
-        ]
-        .concat(),
-    );
+    let good = [
+        &v2_header("192.0.2.9:4000".parse().unwrap(), 0)[..],
+        b"good\n",
+    ]
+    .concat();
+    send(d.addr, &good);
     let lines = d.wait_for_lines(1);
     assert_eq!(split_record(&lines[0]).1, "192.0.2.9:4000");
     d.wait_for_stats(&format!("refused={}", bad.len()));
     let logged = d.log.matching(": refused 127.0.0.1:");
     assert_eq!(logged.len(), 1, "once per source: {logged:?}");
-    assert!(
-        logged[0].contains("does not start with a PROXY protocol header"),
-        "{logged:?}"
-    );
+    assert!(logged[0].contains(first_why), "{logged:?}");
     assert_eq!(d.output().lines().count(), 1, "{}", d.output());
+}
+
+/// A client that sends its lines with no header (as if it connected directly) is reset.
+#[test]
+fn no_header_is_reset() {
+    each_reset(
+        &[b"<13>hello, no header\n", b"PROXY is not a header\n"],
+        "does not start with a PROXY protocol header",
+    );
+}
+
+/// Garbage where the header should be (a TLS hello, binary noise, a v2 signature with a bad
+/// version or command or family, a v2 length too short for its addresses, a v1 line without
+/// CRLF in 107 bytes) is reset.
+#[test]
+fn garbage_header_is_reset() {
+    let endless = [&b"PROXY TCP4 "[..], &[b'7'; 120]].concat();
+    each_reset(
+        &[
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"\r\n\r\n\0\r\nQUIT\n\x31\x11\x00\x0c",
+            b"\r\n\r\n\0\r\nQUIT\n\x22\x11\x00\x0c",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x51\x00\x0c",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x04abcd",
+            b"\r\n\r\n\0\r\nQUIX\n",
+            &endless,
+        ],
+        "does not start with a PROXY protocol header",
+    );
+}
+
+/// Forged v1 lines are reset: ports past 65535 (one of twenty digits), zero-padded, signed;
+/// addresses out of range, zero-padded, of the other family; an unknown protocol; a bare LF;
+/// a missing field.
+#[test]
+fn forged_v1_fields_are_reset() {
+    each_reset(
+        &[
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 99999999999999999999 5140\r\nline\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 65536 5140\r\nline\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 80 4294967376\r\nline\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 0080 5140\r\nline\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 +80 5140\r\nline\n",
+            b"PROXY TCP4 192.0.2.300 127.0.0.1 80 5140\r\nline\n",
+            b"PROXY TCP4 192.0.2.07 127.0.0.1 80 5140\r\nline\n",
+            b"PROXY TCP4 ::1 127.0.0.1 80 5140\r\nline\n",
+            b"PROXY TCP6 192.0.2.7 ::1 80 5140\r\nline\n",
+            b"PROXY UDP4 192.0.2.7 127.0.0.1 80 5140\r\nline\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 80 5140\nline\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 80\r\nline\n",
+        ],
+        "a port that is not a number from 0 to 65535",
+    );
 }
 
 /// A valid header from outside `proxy_from` (127.0.0.2) is reset at accept; it names no one.
@@ -127,68 +158,72 @@ fn header_from_outside_proxy_from_is_reset() {
     let dir = temp_dir();
     let d = start(dir.path(), &[]);
     let mut s = connect_from("127.0.0.2", d.addr);
-    s.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 80 5140\r\nforged\n")
-        .unwrap();
-    expect_reset(&mut s);
+    write_expect_reset(
+        &mut s,
+        b"PROXY TCP4 192.0.2.7 127.0.0.1 80 5140\r\nforged\n",
+    );
     let logged = d.log.wait_for("refused 127.0.0.2:");
     assert!(logged.contains("not in proxy_from"), "{logged}");
     d.wait_for_stats("refused=1");
     assert_eq!(d.output(), "");
 }
 
-/// Half a header (v1), or a v2 header announcing 65,535 bytes of which 100 come, then a
-/// stall: each is reset at the 3 s header deadline, not before; meanwhile other clients are
-/// served, and a client waiting at the connection cap gets the freed slot.
-#[test]
-fn stalled_headers_are_reset_at_the_deadline() {
+/// Sends `partial` on one connection and stalls: it is reset at the 3 s header deadline, not
+/// before, logged for that reason; meanwhile it holds a slot (`max_connections` 2), another
+/// client is served, and a client waiting at the cap gets the slot once the stalled one is
+/// reset.
+fn stalled_is_reset_at_the_deadline(partial: &[u8]) {
     let dir = temp_dir();
-    let d = start(dir.path(), &["--max-connections", "3"]);
+    let d = start(dir.path(), &["--max-connections", "2"]);
     let start = Instant::now();
-    let mut half = TcpStream::connect(d.addr).unwrap();
-    half.write_all(b"PROXY TCP4 192.0.2.7 127.0").unwrap();
-    let mut long = TcpStream::connect(d.addr).unwrap();
-    let mut claim = v2_header("192.0.2.8:1".parse().unwrap(), 65535 - 12);
-    claim.resize(100, 0xee);
-    long.write_all(&claim).unwrap();
-    // The third slot: a good client is served while the two stall.
+    let mut stalled = TcpStream::connect(d.addr).unwrap();
+    stalled.write_all(partial).unwrap();
     let mut good = TcpStream::connect(d.addr).unwrap();
-    good.write_all(
-        &[
-            &v2_header("192.0.2.9:2".parse().unwrap(), 0)[..],
-            b"served\n",
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let served = [
+        &v2_header("192.0.2.9:2".parse().unwrap(), 0)[..],
+        b"served\n",
+    ]
+    .concat();
+    good.write_all(&served).unwrap();
     d.wait_for_lines(1);
-    // At the cap now: a fourth waits in the backlog until a stalled one is reset.
+    // At the cap now: this one waits in the backlog until the stalled one is reset.
     let mut waiting = TcpStream::connect(d.addr).unwrap();
-    waiting
-        .write_all(
-            &[
-                &v2_header("192.0.2.10:3".parse().unwrap(), 0)[..],
-                b"waited\n",
-            ]
-            .concat(),
-        )
-        .unwrap();
-    expect_reset(&mut half);
-    expect_reset(&mut long);
+    let waited = [
+        &v2_header("192.0.2.10:3".parse().unwrap(), 0)[..],
+        b"waited\n",
+    ]
+    .concat();
+    waiting.write_all(&waited).unwrap();
+    expect_reset(&mut stalled);
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(2900), "reset after {took:?}");
     assert!(took < Duration::from_secs(8), "reset after {took:?}");
     let lines = d.wait_for_lines(2);
-    assert_eq!(
-        split_record(&lines[1]),
-        (split_record(&lines[1]).0, "192.0.2.10:3", "waited")
-    );
-    d.wait_for_stats("refused=2");
-    assert_eq!(
-        d.log.matching("no complete PROXY header within 3 s").len(),
-        1,
-        "logged once for the source"
+    let (_, peer, line) = split_record(&lines[1]);
+    assert_eq!((peer, line), ("192.0.2.10:3", "waited"));
+    d.wait_for_stats("refused=1");
+    let logged = d.log.matching(": refused 127.0.0.1:");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(
+        logged[0].contains("no complete PROXY header within 3 s"),
+        "{logged:?}"
     );
     drop(good);
+}
+
+/// Half a v1 header, then a stall.
+#[test]
+fn half_a_header_then_stall_is_reset_at_the_deadline() {
+    stalled_is_reset_at_the_deadline(b"PROXY TCP4 192.0.2.7 127.0");
+}
+
+/// A v2 header announcing 65,535 bytes (the most), of which 100 come, then a stall; the
+/// daemon holds a few bytes of it, not 64 KiB.
+#[test]
+fn v2_length_65535_then_stall_is_reset_at_the_deadline() {
+    let mut claim = v2_header("192.0.2.8:1".parse().unwrap(), 65535 - 12);
+    claim.resize(100, 0xee);
+    stalled_is_reset_at_the_deadline(&claim);
 }
 
 /// A header then a disconnect: no record, nothing refused, the slot freed.
@@ -222,9 +257,10 @@ fn allow_matches_the_original_client() {
         b"PROXY TCP4 192.0.2.7 127.0.0.1 4000 5140\r\nallowed\n",
     );
     let mut s = TcpStream::connect(d.addr).unwrap();
-    s.write_all(b"PROXY TCP4 198.51.100.1 127.0.0.1 4001 5140\r\ndenied\n")
-        .unwrap();
-    expect_reset(&mut s);
+    write_expect_reset(
+        &mut s,
+        b"PROXY TCP4 198.51.100.1 127.0.0.1 4001 5140\r\ndenied\n",
+    );
     let logged = d.log.wait_for("denied 198.51.100.1:4001");
     assert!(
         logged.contains("not in allow (the client named by the PROXY header of 127.0.0.1:"),

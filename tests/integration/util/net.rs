@@ -46,6 +46,16 @@ pub fn expect_reset(stream: &mut TcpStream) {
     }
 }
 
+/// Writes `data` on `stream` and waits until the daemon resets it: the reset may already
+/// come as the write's error (a daemon that resets at accept can be that quick).
+pub fn write_expect_reset(stream: &mut TcpStream, data: &[u8]) {
+    match stream.write_all(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("writing: {e}"),
+        Ok(()) => expect_reset(stream),
+    }
+}
+
 /// Sends `message` with tag `mytag` through util-linux `logger` (`--tcp` or `--udp`) to the
 /// daemon at `addr`, then checks the first record: logger's message, from a 127.0.0.1 peer.
 pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, message: &str) {
