@@ -278,3 +278,32 @@ fn allow_matches_the_original_client() {
     );
     d.wait_for_stats("denied=1 refused=0");
 }
+
+/// SIGTERM while one connection stalls inside its header and another, past its header,
+/// holds a partial line: exit 0 at once (not at the header deadline), the partial line
+/// recorded with the client the header named.
+#[test]
+fn sigterm_with_a_header_pending() {
+    let dir = temp_dir();
+    let mut d = start(dir.path(), &[]);
+    let mut stalled = TcpStream::connect(d.addr).unwrap();
+    stalled.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    let mut partial = TcpStream::connect(d.addr).unwrap();
+    let header = v2_header("192.0.2.11:7".parse().unwrap(), 0);
+    partial
+        .write_all(&[&header[..], b"no LF yet"].concat())
+        .unwrap();
+    wait_until("both read", DEADLINE, || {
+        let stats = d.wait_for_stats("open=2 ");
+        stats
+            .contains(&format!("bytes={} ", 20 + header.len() + 9))
+            .then_some(())
+    });
+    let start = Instant::now();
+    assert_eq!(d.stop_within(Duration::from_secs(2)).code(), Some(0));
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let out = d.output();
+    let (_, peer, line) = split_record(out.lines().next().expect("the partial line"));
+    assert_eq!((peer, line), ("192.0.2.11:7", "no LF yet"));
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
