@@ -101,11 +101,36 @@ pub struct Access {
     pub proxy_from: Option<Arc<AllowList>>,
 }
 
+/// What becomes of a TCP client just accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A connection like any other.
+    Serve,
+    /// A connection whose PROXY header is read first (its `allow` is matched then).
+    ReadHeader,
+    /// Reset at once, and why.
+    TurnAway(Turned, &'static str),
+}
+
 impl Access {
     /// True if `ip` may send (it is in `allow`, or there is none).
     #[inline]
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow.as_ref().is_none_or(|list| list.contains(ip))
+    }
+
+    /// Whether a TCP client from `ip` is served, must send a PROXY header first (it is a
+    /// balancer in `proxy_from`), or is turned away.
+    pub fn admit(&self, ip: IpAddr) -> Admission {
+        match &self.proxy_from {
+            Some(from) if from.contains(ip) => Admission::ReadHeader,
+            Some(_) => Admission::TurnAway(
+                Turned::Refused,
+                "not in proxy_from (the load balancers that may send a PROXY header)",
+            ),
+            None if self.allows(ip) => Admission::Serve,
+            None => Admission::TurnAway(Turned::Denied, "not in allow"),
+        }
     }
 }
 
@@ -121,7 +146,7 @@ pub enum Turned {
 /// The log of turned-away clients of one kind (`Turned`): each address once, then a summary
 /// a minute (see the module's doc for the bound).
 #[derive(Debug)]
-pub struct TurnedAway {
+pub struct TurnedAwayLog {
     kind: Turned,
     /// Addresses already logged, at most `SEEN_MAX`.
     seen: HashSet<IpAddr>,
@@ -133,9 +158,9 @@ pub struct TurnedAway {
     summary_at: Option<Instant>,
 }
 
-impl TurnedAway {
-    pub fn new(kind: Turned) -> TurnedAway {
-        TurnedAway {
+impl TurnedAwayLog {
+    pub fn new(kind: Turned) -> TurnedAwayLog {
+        TurnedAwayLog {
             kind,
             seen: HashSet::new(),
             repeats: 0,
@@ -270,13 +295,42 @@ mod tests {
         assert!(err.contains("key `proxy_from`: an empty list"), "{err}");
     }
 
+    /// A PROXY listener takes only its balancers, whose `allow` waits for the header; a
+    /// plain one takes `allow`.
+    #[test]
+    fn admission() {
+        let plain = Access {
+            allow: Some(Arc::new(list(&["10.0.0.0/8"]))),
+            proxy_from: None,
+        };
+        assert_eq!(plain.admit(ip("10.0.0.1")), Admission::Serve);
+        assert!(matches!(
+            plain.admit(ip("11.0.0.1")),
+            Admission::TurnAway(Turned::Denied, _)
+        ));
+        assert_eq!(Access::default().admit(ip("11.0.0.1")), Admission::Serve);
+        let proxied = Access {
+            proxy_from: Some(Arc::new(list(&["192.0.2.1"]))),
+            ..plain
+        };
+        assert_eq!(
+            proxied.admit(ip("192.0.2.1")),
+            Admission::ReadHeader,
+            "not in allow"
+        );
+        assert!(matches!(
+            proxied.admit(ip("10.0.0.1")),
+            Admission::TurnAway(Turned::Refused, _)
+        ));
+    }
+
     /// Each address is logged once; repeats are summarized once a minute; a flood of new
     /// addresses past `SEEN_MAX` is counted, not remembered, and the set is emptied at the
     /// summary.
     #[test]
     fn each_address_once_then_a_summary() {
         let start = Instant::now();
-        let mut log = TurnedAway::new(Turned::Denied);
+        let mut log = TurnedAwayLog::new(Turned::Denied);
         let a = ip("192.0.2.1");
         assert!(log.note(start, a, || "first".into()));
         assert!(!log.note(start, a, || unreachable!()));

@@ -38,10 +38,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::accept_gate::{AcceptGate, is_client_side};
-use crate::access::{Turned, TurnedAway as TurnedAwayLog};
+use crate::access::{Admission, Turned, TurnedAwayLog};
 use crate::connection::{Handshake, Status, Stream, TurnedAway, reset_on_close};
-use crate::connections::Connections;
-use crate::connections::HEADER_TIMEOUT;
+use crate::connections::{Connections, HEADER_TIMEOUT};
 use crate::datagram::{DATAGRAM_BUDGET, Datagrams, Received};
 use crate::diag::{error, info, warning};
 use crate::input::Input;
@@ -303,43 +302,29 @@ impl Server {
             let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
                 Ok((stream, peer, addr)) => {
-                    let access = &input.access;
-                    let mut handshake = None;
-                    let turned = match (addr, &access.proxy_from) {
-                        (None, _) => None,
-                        (Some(addr), Some(from)) if !from.contains(addr.ip()) => Some((
-                            Turned::Refused,
-                            addr,
-                            "not in proxy_from (the load balancers that may send a PROXY \
-                             header)",
-                        )),
-                        (Some(balancer), Some(_)) => {
-                            handshake = Some(Box::new(Handshake {
-                                reader: HeaderReader::default(),
-                                balancer,
-                                allow: access.allow.clone(),
+                    let admission = addr.map_or(Admission::Serve, |a| input.access.admit(a.ip()));
+                    let handshake = match (admission, addr) {
+                        (Admission::TurnAway(kind, why), Some(from)) => {
+                            reset_on_close(&stream);
+                            drop(stream);
+                            let why = why.into();
+                            let turned = TurnedAway {
+                                kind,
                                 listener: index,
-                            }));
-                            None
+                                from,
+                                why,
+                            };
+                            self.turn_away(turned, now);
+                            continue;
                         }
-                        (Some(addr), None) if !access.allows(addr.ip()) => {
-                            Some((Turned::Denied, addr, "not in allow"))
-                        }
-                        (Some(_), None) => None,
-                    };
-                    if let Some((kind, from, why)) = turned {
-                        reset_on_close(&stream);
-                        drop(stream);
-                        let why = why.into();
-                        let turned = TurnedAway {
-                            kind,
+                        (Admission::ReadHeader, Some(balancer)) => Some(Box::new(Handshake {
+                            reader: HeaderReader::default(),
+                            balancer,
+                            allow: input.access.allow.clone(),
                             listener: index,
-                            from,
-                            why,
-                        };
-                        self.turn_away(turned, now);
-                        continue;
-                    }
+                        })),
+                        _ => None,
+                    };
                     let input = input.clone();
                     self.add_connection(stream, peer, &input, handshake, now);
                 }
