@@ -80,6 +80,11 @@ const READ_BUF: usize = 64 * 1024;
 /// then make this process do the senders' transmit work (16 clients: 0.8x of the reference
 /// server with 16 reads per turn, 0.9-1.0x with 64).
 const READ_BUDGET: usize = 64;
+/// Clients one listener may turn away per loop iteration (`allow`, `proxy_from`). They take
+/// no slot, so the connection cap does not bound them: without this, a flood of denied
+/// clients would keep the loop accepting and resetting them, and away from everything else.
+/// The rest wait in the backlog for the next iteration.
+const TURN_AWAY_BUDGET: usize = 1024;
 /// Events taken per poll.
 const EVENTS: usize = 1024;
 /// How long the drain at shutdown may read at most. What the sockets held at the stop signal
@@ -135,6 +140,9 @@ pub struct Server {
     /// Stream listeners at start (their counters come first in `stats.listeners`; the
     /// listeners themselves are closed by the drain).
     stream_count: usize,
+    /// Listeners that used up their `TURN_AWAY_BUDGET` before their backlog ran empty:
+    /// accepted from again next iteration (readiness is edge-triggered, no event will come).
+    accept_again: Vec<usize>,
 }
 
 /// Why the loop ended.
@@ -174,6 +182,7 @@ impl Server {
         };
         Ok(Server {
             stream_count: streams.len(),
+            accept_again: Vec::new(),
             denied: TurnedAwayLog::new(Turned::Denied),
             refused: TurnedAwayLog::new(Turned::Refused),
             listeners: streams,
@@ -227,6 +236,9 @@ impl Server {
                     token => self.conns.mark_readable(client_key(token)),
                 }
             }
+            for index in std::mem::take(&mut self.accept_again) {
+                self.listener_ready(index, now);
+            }
             self.run_timers(now);
             self.read_datagrams(now);
             self.read_ready(now);
@@ -247,7 +259,8 @@ impl Server {
     /// How long `poll` may wait: not at all while sockets have unread data (unless the
     /// output is full), else until the earliest timer.
     fn poll_timeout(&self, now: Instant, notify_at: Option<Instant>) -> Option<Duration> {
-        let unread = self.conns.any_ready() || self.datagrams.unread();
+        let unread =
+            self.conns.any_ready() || self.datagrams.unread() || !self.accept_again.is_empty();
         if unread && !self.output.full() {
             return Some(Duration::ZERO);
         }
@@ -296,9 +309,17 @@ impl Server {
 
     /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
     /// A client outside `allow`, or outside `proxy_from` on a PROXY listener, is reset at
-    /// once: it never takes a slot.
+    /// once: it never takes a slot; after `TURN_AWAY_BUDGET` of them the listener waits for
+    /// the next iteration.
     fn accept_all(&mut self, index: usize, now: Instant) {
+        let mut turned_away = 0;
         while self.gate.may_accept(self.conns.len()) {
+            if turned_away == TURN_AWAY_BUDGET {
+                if !self.accept_again.contains(&index) {
+                    self.accept_again.push(index);
+                }
+                return;
+            }
             let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
                 Ok((stream, peer, addr)) => {
@@ -315,6 +336,7 @@ impl Server {
                                 why,
                             };
                             self.turn_away(turned, now);
+                            turned_away += 1;
                             continue;
                         }
                         (Admission::ReadHeader, Some(balancer)) => Some(Box::new(Handshake {

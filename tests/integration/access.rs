@@ -47,6 +47,47 @@ fn denied_tcp_clients_are_reset_and_take_no_slot() {
     assert!(d.log.matching("stopped:")[0].contains("denied=10 refused=0"));
 }
 
+/// A flood of 10,000 connections from outside `allow`, while an allowed client sends 2,000
+/// numbered lines: every line is recorded, whole and in order, every flood connection is counted and the
+/// address is logged once.
+#[test]
+fn denied_flood_does_not_starve_allowed_clients() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &["--allow", "127.0.0.1"]);
+    let addr = d.addr;
+    // A connect may fail (the reset can overtake its return, or the kernel refuse a SYN
+    // while the backlog is full): the daemon counts between those that succeeded and all.
+    let flood = std::thread::spawn(move || {
+        (0..10_000)
+            .filter(|_| try_connect_from("127.0.0.2", addr).is_ok())
+            .count()
+    });
+    let mut client = connect_from("127.0.0.1", d.addr);
+    for i in 0..100 {
+        client
+            .write_all(numbered_lines(i * 20..i * 20 + 20).as_bytes())
+            .unwrap();
+    }
+    drop(client);
+    let connected = flood.join().unwrap();
+    assert!(connected > 5000, "{connected} connected");
+    wait_until("the flood counted", DEADLINE, || {
+        d.signal(libc::SIGUSR1);
+        let last = d.log.matching("stats:").pop()?;
+        let denied: usize = last
+            .split(" denied=")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        (connected..=10_000).contains(&denied).then_some(())
+    });
+    assert_eq!(d.stop().code(), Some(0));
+    assert_numbered(&[d.output()], 0..2000, Layout::Default);
+    assert_eq!(d.log.matching("denied 127.0.0.2:").len(), 1);
+}
+
 /// UDP: datagrams from 127.0.0.2 are dropped, those from 127.0.0.1 recorded, on the same
 /// socket; counted as denied.
 #[test]

@@ -17,16 +17,20 @@ pub fn send(addr: SocketAddr, data: &[u8]) -> SocketAddr {
 /// A TCP connection to `to` from the loopback address `from` (any of 127.0.0.0/8 works on
 /// Linux's `lo`), for a client an allow-list tells apart from 127.0.0.1.
 pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    try_connect_from(from, to).unwrap()
+}
+
+/// `connect_from`, failing as connect(2) does.
+pub fn try_connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     let local: SocketAddr = format!("{from}:0").parse().unwrap();
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(local),
         socket2::Type::STREAM,
         None,
-    )
-    .unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    socket.into()
+    )?;
+    socket.bind(&local.into())?;
+    socket.connect(&to.into())?;
+    Ok(socket.into())
 }
 
 /// Waits until the daemon resets `stream` (a read fails with ECONNRESET); fails if it closes
