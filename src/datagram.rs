@@ -149,10 +149,7 @@ impl Datagrams {
 
     /// `listening on udp 127.0.0.1:5140` for each socket.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.ports.iter().map(|p| match p.socket.local_name() {
-            Ok(name) => format!("listening on {name}"),
-            Err(_) => format!("listening on {}", p.name),
-        })
+        self.names().map(|name| format!("listening on {name}"))
     }
 
     /// Socket `index` had a readiness event.
@@ -170,9 +167,11 @@ impl Datagrams {
         &self.ports[index].input
     }
 
-    /// The sockets' names in messages, in token order.
-    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.ports.iter().map(|p| p.name.as_str())
+    /// The sockets' names as bound (port 0 resolved), in token order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.ports
+            .iter()
+            .map(|p| p.socket.local_name().unwrap_or_else(|_| p.name.clone()))
     }
 
     /// True if socket `index` may hold unread datagrams: it gets a turn.

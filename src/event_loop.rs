@@ -174,7 +174,7 @@ impl Server {
                 .names()
                 .chain(datagrams.names())
                 .map(|name| ListenerStats {
-                    name: name.to_string(),
+                    name,
                     ..ListenerStats::default()
                 })
                 .collect(),
@@ -288,7 +288,18 @@ impl Server {
             match signal {
                 SIGHUP => *reopen = true,
                 SIGTERM | SIGINT => *stop = true,
-                SIGUSR1 => info!("stats: {}", self.stats),
+                SIGUSR1 => {
+                    info!("stats: {}", self.stats);
+                    // Per listener, only those that turned someone away.
+                    for l in &self.stats.listeners {
+                        if l.denied + l.refused > 0 {
+                            info!(
+                                "stats of {}: denied={} refused={}",
+                                l.name, l.denied, l.refused
+                            );
+                        }
+                    }
+                }
                 _ => {}
             }
         }

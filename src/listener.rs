@@ -102,17 +102,16 @@ impl StreamListeners {
         (listener, name, input)
     }
 
-    /// The listeners' names in messages, in token order.
-    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.list.iter().map(|(_, name, _)| name.as_str())
+    /// The listeners' names as bound (port 0 resolved), in token order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.list
+            .iter()
+            .map(|(l, name, _)| l.local_name().unwrap_or_else(|_| name.clone()))
     }
 
     /// `listening on 127.0.0.1:5140` for each listener.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.list.iter().map(|(l, name, _)| match l.local_name() {
-            Ok(bound) => format!("listening on {bound}"),
-            Err(_) => format!("listening on {name}"),
-        })
+        self.names().map(|name| format!("listening on {name}"))
     }
 
     /// Closes every listener (the drain): new clients are refused rather than left waiting.

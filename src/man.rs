@@ -175,8 +175,9 @@ remove the pid file and the socket files logsinkd created, and exit 0.
 If the output does not take the records within 5 s, exit 1.
 .TP
 .B SIGUSR1
-Log one line of statistics: connections open and in total, lines, bytes and
-errors.
+Log one line of statistics: connections open and in total, lines, bytes,
+errors, and the clients turned away (denied by an allow\-list, refused for
+their PROXY header); then one line for each listener that turned clients away.
 .SH "EXIT STATUS"
 .TP
 .B 0

@@ -43,8 +43,12 @@ fn denied_tcp_clients_are_reset_and_take_no_slot() {
         logged[0].contains("not in allow; connection reset"),
         "{logged:?}"
     );
+    assert!(
+        logged[0].contains(&format!("{}: denied", d.addr)),
+        "named by its bound address: {logged:?}"
+    );
     assert_eq!(d.stop().code(), Some(0));
-    assert!(d.log.matching("stopped:")[0].contains("denied=10 refused=0"));
+    assert!(d.log.wait_for("stopped:").contains("denied=10 refused=0"));
 }
 
 /// A flood of 10,000 connections from outside `allow`, while an allowed client sends 2,000
@@ -89,7 +93,8 @@ fn denied_flood_does_not_starve_allowed_clients() {
 }
 
 /// UDP: datagrams from 127.0.0.2 are dropped, those from 127.0.0.1 recorded, on the same
-/// socket; counted as denied.
+/// socket; counted as denied, in total and for their socket (SIGUSR1 shows each listener that
+/// turned someone away: here a TCP one too).
 #[test]
 fn denied_datagrams_are_dropped() {
     let dir = temp_dir();
@@ -129,6 +134,16 @@ fn denied_datagrams_are_dropped() {
         "{logged:?}"
     );
     assert!(logged[0].contains("datagram dropped"), "{logged:?}");
+    assert!(
+        logged[0].contains(&format!("udp {addr}: denied")),
+        "{logged:?}"
+    );
+    expect_reset(&mut connect_from("127.0.0.3", d.addr));
+    d.wait_for_stats("denied=4 ");
+    d.log
+        .wait_for(&format!("stats of udp {addr}: denied=3 refused=0"));
+    d.log
+        .wait_for(&format!("stats of {}: denied=1 refused=0", d.addr));
 }
 
 /// A flood of datagrams from 3,000 different source addresses (as forged sources would be):
