@@ -84,6 +84,10 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Where `GET /metrics` is served (Prometheus text); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The top-level `allow`, as printed (the checked lists are in `inputs`).
+    pub allow: Option<Vec<String>>,
+    pub proxy_protocol: bool,
+    pub proxy_from: Option<Vec<String>>,
     /// The listeners' own tables (printed last: TOML tables follow the plain keys), and the
     /// settings that every listener's input resolves to.
     #[serde(rename = "listener", skip_serializing_if = "Inputs::no_tables")]
@@ -243,6 +247,23 @@ pub struct Raw {
     /// [default: none, no metrics served]
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Clients allowed to send: an address or CIDR block (10.0.0.0/8, 2001:db8::/32,
+    /// 127.0.0.1); a TCP client outside is reset at accept, a UDP datagram dropped; unix
+    /// sockets are governed by their mode instead; repeatable; a listener's table may
+    /// override it [default: any address]
+    #[arg(long, value_name = "CIDR")]
+    allow: Option<Vec<String>>,
+
+    /// Every TCP connection starts with a PROXY protocol header (v1 or v2, as a load
+    /// balancer such as HAProxy sends): the client it names is the peer recorded and matched
+    /// against allow; needs proxy_from; a listener's table may override it [default: off]
+    #[arg(long, num_args = 0, default_missing_value = "true")]
+    proxy_protocol: Option<bool>,
+
+    /// Load balancers allowed to send the PROXY header: an address or CIDR block; a
+    /// connection from elsewhere on a proxy_protocol listener is reset; repeatable
+    #[arg(long, value_name = "CIDR")]
+    proxy_from: Option<Vec<String>>,
 
     /// Per-listener settings, in the file only: `[listener."ADDR"]` tables keyed by a
     /// listener's address or path as written in its listen key.
@@ -351,6 +372,9 @@ impl Raw {
         let inputs = RawInputs {
             framing: self.framing.as_deref(),
             parse: self.parse.as_deref(),
+            allow: self.allow.as_deref(),
+            proxy_protocol: self.proxy_protocol,
+            proxy_from: self.proxy_from.as_deref(),
             listeners: &self.listener,
         }
         .resolve(&known, &streams)?;
@@ -413,6 +437,9 @@ impl Raw {
             format,
             framing: inputs.default.framing,
             parse: inputs.default.parse,
+            allow: inputs.default.access.allow.as_ref().map(|l| l.entries()),
+            proxy_protocol: inputs.default.access.proxy_from.is_some(),
+            proxy_from: inputs.proxy_from.as_ref().map(|l| l.entries()),
             max_line,
             foreground: self.foreground.unwrap_or(false),
             pid_file: self.pid_file,
@@ -650,7 +677,7 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 24, "{keys:?}");
+        assert_eq!(keys.len(), 27, "{keys:?}");
         for key in &keys {
             // A table is the wrong type for every key but `listener`, whose tables hold tables.
             let wrong = if key == "listener" { "1" } else { "{}" };
@@ -712,7 +739,11 @@ mod tests {
                    pid_file = \"/run/x.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
                    syslog_facility = \"local3\"\nsyslog_format = \"rfc5424\"\n\
                    syslog_framing = \"octet\"\nmax_connections = 10\nbacklog = 5\n\
-                   idle_timeout = 30\nmetrics_listen = \"127.0.0.1:9140\"\n\n[listener.\"[::1]:1\"]\nframing = \"octet\"\n\n\
+                   idle_timeout = 30\nmetrics_listen = \"127.0.0.1:9140\"\n\
+                   allow = [\"10.0.0.0/8\", \"::1/128\"]\n\
+                   proxy_protocol = true\nproxy_from = [\"192.0.2.0/24\"]\n\n\
+                   [listener.\"[::1]:1\"]\nframing = \"octet\"\nallow = [\"::1/128\"]\n\
+                   proxy_protocol = false\n\n\
                    [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
     }

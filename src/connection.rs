@@ -6,18 +6,29 @@
 //!
 //! At shutdown a connection is read up to what its socket held when the stop signal came (its
 //! `stop_quota`) and no further: a client that keeps sending cannot hold the daemon up.
+//!
+//! A connection on a PROXY protocol listener starts with a `Handshake`: its reads go to the
+//! header reader (proxy_header.rs) until the header is complete; then the client it names
+//! becomes the peer (matched against the listener's `allow`), and the rest of that read is
+//! the first data framed. A connection whose header is invalid, or names a client outside
+//! `allow`, ends in `Status::TurnedAway`; one still without a header at its deadline is closed
+//! by the loop (connections.rs keeps the deadlines).
 
+use std::borrow::Cow;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use crate::access::{AllowList, Turned};
 use crate::framing::Framer;
 use crate::input::{Input, Parse};
+use crate::proxy_header::{self, HeaderReader, Progress};
 use crate::recorder::Recorder;
 
 /// An accepted stream socket.
@@ -101,6 +112,32 @@ pub struct Connection {
     /// The connection is done (its partial line recorded) when they are read, or when its
     /// socket is empty.
     pub stop_quota: Option<usize>,
+    /// On a PROXY protocol listener, until its header is complete (boxed: only connections
+    /// in their first milliseconds hold one).
+    pub handshake: Option<Box<Handshake>>,
+}
+
+/// A PROXY protocol header being read.
+pub struct Handshake {
+    pub reader: HeaderReader,
+    /// The connection's real peer: the load balancer.
+    pub balancer: SocketAddr,
+    /// The listener's `allow`, matched against the client the header names.
+    pub allow: Option<Arc<AllowList>>,
+    /// The listener's index (its counters).
+    pub listener: usize,
+}
+
+/// A client turned away: by `allow`, or on a PROXY listener for its header.
+#[derive(Debug)]
+pub struct TurnedAway {
+    pub kind: Turned,
+    /// The listener's index (its counters and name).
+    pub listener: usize,
+    /// Who: the peer, or the client a PROXY header named.
+    pub from: SocketAddr,
+    /// Why, as logged.
+    pub why: Cow<'static, str>,
 }
 
 /// What a read pass left behind.
@@ -115,6 +152,8 @@ pub enum Status {
     /// The client is gone (EOF or error), or at shutdown everything it had sent before the
     /// stop signal is read; its partial line is recorded. Remove it.
     Closed(Option<std::io::Error>),
+    /// Its PROXY header was invalid, or named a client outside `allow`: reset it.
+    TurnedAway(TurnedAway),
 }
 
 /// A peer as written in records: `192.0.2.7:51234` or `[2001:db8::7]:51234`. A v4 client of a
@@ -135,7 +174,8 @@ pub fn write_peer(peer: &mut Vec<u8>, addr: SocketAddr) {
 
 impl Connection {
     /// `peer` is the client as written in records (see `Listener::accept`).
-    /// `input` is its listener's framing and parsing, `listener` that listener's index.
+    /// `input` is its listener's framing and parsing, `listener` that listener's index;
+    /// `handshake` the PROXY header still to read, on a PROXY listener.
     pub fn new(
         stream: Stream,
         peer: Box<[u8]>,
@@ -143,6 +183,7 @@ impl Connection {
         now: Instant,
         input: Input,
         listener: usize,
+        handshake: Option<Box<Handshake>>,
     ) -> Connection {
         Connection {
             stream,
@@ -155,7 +196,66 @@ impl Connection {
             last_active: now,
             idle_at: None,
             stop_quota: None,
+            handshake,
         }
+    }
+
+    /// Makes closing this connection send a reset (see `reset_on_close`).
+    pub fn reset_on_close(&self) {
+        reset_on_close(&self.stream);
+    }
+
+    /// Reads once into `buf` for the PROXY header and takes what came: the number of bytes
+    /// read, or why the client is turned away (an invalid header, a client outside `allow`,
+    /// the end of the stream before a complete header).
+    fn read_header(
+        &mut self,
+        buf: &mut [u8],
+        recorder: &mut Recorder<'_>,
+    ) -> io::Result<Result<usize, TurnedAway>> {
+        let n = self.stream.read(buf)?;
+        let hs = self.handshake.as_mut().expect("reading a header");
+        let (listener, balancer) = (hs.listener, hs.balancer);
+        let refused = |why: &'static str| TurnedAway {
+            kind: Turned::Refused,
+            listener,
+            from: balancer,
+            why: why.into(),
+        };
+        if n == 0 {
+            return Ok(Err(refused(
+                "closed before sending a complete PROXY header",
+            )));
+        }
+        recorder.stats.bytes += n as u64;
+        let used = match hs.reader.push(&buf[..n]) {
+            Progress::More => return Ok(Ok(n)),
+            Progress::Invalid(why) => return Ok(Err(refused(why))),
+            Progress::Done { source, used } => {
+                if let proxy_header::Source::Client(client) = source {
+                    if hs.allow.as_ref().is_some_and(|a| !a.contains(client.ip())) {
+                        return Ok(Err(TurnedAway {
+                            kind: Turned::Denied,
+                            listener,
+                            from: client,
+                            why: format!(
+                                "not in allow (the client named by the PROXY header of \
+                                 {balancer})"
+                            )
+                            .into(),
+                        }));
+                    }
+                    self.peer = peer_text(client).into_bytes().into();
+                }
+                used
+            }
+        };
+        self.handshake = None;
+        // What followed the header in the same read is the client's first data.
+        if used < n {
+            recorder.record_stream(&self.peer, &mut self.framer, self.parse, &buf[used..n]);
+        }
+        Ok(Ok(n))
     }
 
     /// Bytes waiting unread in the socket's receive queue (`SIOCINQ`): one ioctl, asked at
@@ -189,13 +289,22 @@ impl Connection {
             let max = self
                 .stop_quota
                 .map_or(buf.len(), |quota| quota.min(buf.len()));
-            match recorder.read_from(
-                &mut self.stream,
-                &self.peer,
-                &mut self.framer,
-                self.parse,
-                &mut buf[..max],
-            ) {
+            let got = if self.handshake.is_some() {
+                match self.read_header(&mut buf[..max], recorder) {
+                    Ok(Err(turned)) => return Status::TurnedAway(turned),
+                    Ok(Ok(n)) => Ok(n),
+                    Err(e) => Err(e),
+                }
+            } else {
+                recorder.read_from(
+                    &mut self.stream,
+                    &self.peer,
+                    &mut self.framer,
+                    self.parse,
+                    &mut buf[..max],
+                )
+            };
+            match got {
                 Ok(0) => {
                     recorder.finish(&self.peer, &mut self.framer, self.parse);
                     return Status::Closed(None);
@@ -229,6 +338,13 @@ impl Connection {
         }
         Status::More
     }
+}
+
+/// Makes closing `stream` send a reset (`SO_LINGER` 0) instead of a FIN: a client turned
+/// away learns at once, and the port is not left in TIME_WAIT (a scanner costs nothing).
+pub fn reset_on_close(stream: &impl AsFd) {
+    // Best effort: if it fails the close is an orderly one, which turns the client away too.
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 #[cfg(test)]

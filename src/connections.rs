@@ -7,6 +7,10 @@
 //! key may now be another connection's) is told apart by the id and skipped. A connection that
 //! still has data after its turn is queued again at the back, so one fast client cannot starve
 //! the others.
+//!
+//! Connections on a PROXY protocol listener must complete their header within
+//! `HEADER_TIMEOUT`. Every header has the same timeout, so their deadlines come in the order
+//! the connections were accepted: a plain queue, checked from its front.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,9 +19,14 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::connection::{Connection, Stream};
+use crate::connection::{Connection, Handshake, Stream};
 use crate::idle::IdleTimers;
 use crate::input::Input;
+
+/// How long a connection on a PROXY protocol listener may take to send its header: balancers
+/// send it at once with the connection, and HAProxy's spec asks receivers for at least 3 s
+/// (a TCP retransmit). A client that sends part of one and stalls holds its slot this long.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Connections {
     slab: Slab<Connection>,
@@ -26,6 +35,9 @@ pub struct Connections {
     next_id: u64,
     /// Idle timers, when `idle_timeout` is set: one per open connection.
     idle: Option<IdleTimers>,
+    /// PROXY header deadlines as (slab key, connection id, deadline), in deadline order;
+    /// an entry whose connection closed or completed its header is skipped.
+    headers: VecDeque<(usize, u64, Instant)>,
 }
 
 impl Connections {
@@ -35,6 +47,7 @@ impl Connections {
             ready: VecDeque::new(),
             next_id: 0,
             idle: idle_timeout.map(IdleTimers::new),
+            headers: VecDeque::new(),
         }
     }
 
@@ -49,13 +62,15 @@ impl Connections {
 
     /// Registers `stream` (accepted on the listener `listener` names: its index and its
     /// settings) under `token(key)` and adds it, ready for a first read (data may have arrived
-    /// before registration), its idle timer armed. Fails, naming the peer, if registering
-    /// fails.
+    /// before registration), its idle timer armed, and with a `handshake` its header deadline.
+    /// Fails, naming the peer, if registering fails.
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
         (listener, input): (usize, Input),
+        handshake: Option<Box<Handshake>>,
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
         now: Instant,
@@ -71,7 +86,12 @@ impl Connections {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now, input, listener));
+        if handshake.is_some() {
+            self.headers.push_back((key, id, now + HEADER_TIMEOUT));
+        }
+        let conn = entry.insert(Connection::new(
+            stream, peer, id, now, input, listener, handshake,
+        ));
         self.ready.push_back((key, id));
         if let Some(idle) = &mut self.idle {
             idle.arm(key, &mut conn.idle_at, now);
@@ -159,6 +179,31 @@ impl Connections {
         silent
     }
 
+    /// When the earliest PROXY header deadline is (perhaps of a connection done with it:
+    /// waking for it costs a look).
+    pub fn next_header_deadline(&self) -> Option<Instant> {
+        self.headers.front().map(|&(_, _, at)| at)
+    }
+
+    /// The connections still without a complete PROXY header at their deadline, by `now`.
+    pub fn headers_overdue(&mut self, now: Instant) -> Vec<usize> {
+        let mut overdue = Vec::new();
+        while let Some(&(key, id, at)) = self.headers.front() {
+            if at > now {
+                break;
+            }
+            self.headers.pop_front();
+            let waiting = self
+                .slab
+                .get(key)
+                .is_some_and(|c| c.id == id && c.handshake.is_some());
+            if waiting {
+                overdue.push(key);
+            }
+        }
+        overdue
+    }
+
     /// The keys of all open connections.
     pub fn keys(&self) -> Vec<usize> {
         self.slab.iter().map(|(key, _)| key).collect()
@@ -173,6 +218,7 @@ impl Connections {
     pub fn clear(&mut self) {
         self.slab.clear();
         self.ready.clear();
+        self.headers.clear();
     }
 }
 
@@ -205,6 +251,7 @@ mod tests {
                 stream,
                 Box::from(&b"p"[..]),
                 (0, Input::default()),
+                None,
                 poll.registry(),
                 Token,
                 now,
@@ -235,6 +282,7 @@ mod tests {
                 a,
                 Box::from(&b"a"[..]),
                 (0, Input::default()),
+                None,
                 poll.registry(),
                 Token,
                 now,
@@ -248,6 +296,7 @@ mod tests {
                 b,
                 Box::from(&b"b"[..]),
                 (0, Input::default()),
+                None,
                 poll.registry(),
                 Token,
                 now,
@@ -274,6 +323,7 @@ mod tests {
                 silent,
                 Box::from(&b"s"[..]),
                 (0, Input::default()),
+                None,
                 poll.registry(),
                 Token,
                 start,
@@ -285,6 +335,7 @@ mod tests {
                 talking,
                 Box::from(&b"t"[..]),
                 (0, Input::default()),
+                None,
                 poll.registry(),
                 Token,
                 start,
@@ -309,5 +360,51 @@ mod tests {
         drop(conns.remove(0));
         assert_eq!(conns.next_idle(), None);
         assert!(conns.is_empty());
+    }
+
+    /// A connection with a PROXY handshake is overdue at `HEADER_TIMEOUT` unless it closed
+    /// or completed its header by then; deadlines are taken in accept order.
+    #[test]
+    fn header_deadlines() {
+        use crate::proxy_header::HeaderReader;
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut conns = Connections::new(None);
+        let start = Instant::now();
+        let handshake = || {
+            Some(Box::new(Handshake {
+                reader: HeaderReader::default(),
+                balancer: listener.local_addr().unwrap(),
+                allow: None,
+                listener: 0,
+            }))
+        };
+        let mut clients = Vec::new();
+        for (i, hs) in [handshake(), None, handshake(), handshake()]
+            .into_iter()
+            .enumerate()
+        {
+            let (stream, client) = accepted(&listener);
+            clients.push(client);
+            let at = start + Duration::from_millis(i as u64);
+            let input = Input::default();
+            conns
+                .add(
+                    stream,
+                    Box::from(&b"p"[..]),
+                    &input,
+                    hs,
+                    poll.registry(),
+                    Token,
+                    at,
+                )
+                .unwrap();
+        }
+        assert_eq!(conns.next_header_deadline(), Some(start + HEADER_TIMEOUT));
+        assert!(conns.headers_overdue(start + HEADER_TIMEOUT / 2).is_empty());
+        conns.get_mut(2).handshake = None; // its header came
+        drop(conns.remove(3)); // closed
+        assert_eq!(conns.headers_overdue(start + HEADER_TIMEOUT * 2), [0]);
+        assert_eq!(conns.next_header_deadline(), None, "every entry taken");
     }
 }

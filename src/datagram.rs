@@ -11,6 +11,7 @@
 //! writes the peer as it appears in records.
 
 use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -39,16 +40,21 @@ pub enum DatagramSocket {
 
 impl DatagramSocket {
     /// Receives one datagram into `buf`; `peer` is set to its sender as written in records.
+    /// Also gives a UDP sender's address (for `allow`).
     #[inline]
-    pub fn recv(&self, buf: &mut [u8], peer: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn recv(
+        &self,
+        buf: &mut [u8],
+        peer: &mut Vec<u8>,
+    ) -> io::Result<(usize, Option<SocketAddr>)> {
         match self {
             DatagramSocket::Udp(socket) => {
                 let (n, from) = socket.recv_from(buf)?;
                 peer.clear();
                 write_peer(peer, from);
-                Ok(n)
+                Ok((n, Some(from)))
             }
-            DatagramSocket::Unix(socket) => socket.recv(buf, peer),
+            DatagramSocket::Unix(socket) => Ok((socket.recv(buf, peer)?, None)),
         }
     }
 
@@ -117,8 +123,9 @@ struct Port {
 /// What one receive brought.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
-    /// A datagram of this many bytes (in the buffer; its sender in `peer`).
-    Datagram(usize),
+    /// A datagram of this many bytes (in the buffer; its sender in `peer`), and a UDP
+    /// sender's address.
+    Datagram(usize, Option<SocketAddr>),
     /// None waits: the socket is not readable until its next event.
     Empty,
     /// The receive failed (logged): an error to count; wait for the next event.
@@ -168,10 +175,7 @@ impl Datagrams {
 
     /// `listening on udp 127.0.0.1:5140` for each socket.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.ports.iter().map(|p| match p.socket.local_name() {
-            Ok(name) => format!("listening on {name}"),
-            Err(_) => format!("listening on {}", p.name),
-        })
+        self.names().map(|name| format!("listening on {name}"))
     }
 
     /// Each socket as the metrics name it.
@@ -195,8 +199,15 @@ impl Datagrams {
     }
 
     /// The settings of socket `index`'s listener.
-    pub fn input(&self, index: usize) -> Input {
-        self.ports[index].input
+    pub fn input(&self, index: usize) -> &Input {
+        &self.ports[index].input
+    }
+
+    /// The sockets' names as bound (port 0 resolved), in token order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.ports
+            .iter()
+            .map(|p| p.socket.local_name().unwrap_or_else(|_| p.name.clone()))
     }
 
     /// True if socket `index` may hold unread datagrams: it gets a turn.
@@ -209,7 +220,7 @@ impl Datagrams {
         let port = &mut self.ports[index];
         loop {
             match port.socket.recv(buf, peer) {
-                Ok(n) => return Received::Datagram(n),
+                Ok((n, from)) => return Received::Datagram(n, from),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     port.readable = false;
                     return Received::Empty;
@@ -287,7 +298,11 @@ mod tests {
         assert!(d.unread());
         sender.send_to(b"one\ntwo", addr).unwrap();
         let (mut buf, mut peer) = (vec![0; 100], Vec::new());
-        assert_eq!(d.recv(0, &mut buf, &mut peer), Received::Datagram(7));
+        let from = sender.local_addr().unwrap();
+        assert_eq!(
+            d.recv(0, &mut buf, &mut peer),
+            Received::Datagram(7, Some(from))
+        );
         assert_eq!(&buf[..7], b"one\ntwo");
         assert_eq!(peer, sender.local_addr().unwrap().to_string().as_bytes());
         assert_eq!(d.recv(0, &mut buf, &mut peer), Received::Empty);

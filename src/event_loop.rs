@@ -13,11 +13,16 @@
 //! dropping it.
 //!
 //! What has its own state lives in its own file: when to accept (`accept_gate.rs`), what a
-//! listener accepts (`listener.rs`, `connection.rs`), datagram sockets (`datagram.rs`), idle
-//! timers (`idle.rs`), the output and its failure episodes (`output.rs`), framing
+//! listener accepts (`listener.rs`, `connection.rs`), who may send and the log of those turned
+//! away (`access.rs`), PROXY headers (`proxy_header.rs`), datagram sockets (`datagram.rs`),
+//! idle timers (`idle.rs`), the output and its failure episodes (`output.rs`), framing
 //! (`recorder.rs`). The server owns the counters (`stats.rs`). The metrics endpoint
 //! (`metrics/`), when configured, is served by this same loop under tokens of its own, with a
 //! bounded share of each iteration.
+//!
+//! A TCP client outside its listener's `allow` (or, on a PROXY listener, from outside
+//! `proxy_from`) is reset right after accept, before it is a connection: it takes no slot.
+//! A datagram from outside `allow` is dropped unrecorded.
 //!
 //! SIGTERM (or SIGINT) starts the drain, which runs in this same loop, with the same turns,
 //! writes and back-pressure: listeners close, each connection is read up to what its socket
@@ -26,6 +31,7 @@
 //! written out and synced.
 
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -34,8 +40,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::accept_gate::{AcceptGate, is_client_side};
-use crate::connection::{Status, Stream};
-use crate::connections::Connections;
+use crate::access::{Admission, Turned, TurnedAwayLog};
+use crate::connection::{Handshake, Status, Stream, TurnedAway, reset_on_close};
+use crate::connections::{Connections, HEADER_TIMEOUT};
 use crate::datagram::{DATAGRAM_BUDGET, Datagrams, Received};
 use crate::diag::{error, info, warning};
 use crate::input::Input;
@@ -45,6 +52,7 @@ use crate::metrics::MetricsServer;
 use crate::metrics::exposition::{self, ListenerInfo, View};
 use crate::notify::Notifier;
 use crate::output::{FLUSH_AT, Output};
+use crate::proxy_header::HeaderReader;
 use crate::recorder::{Framing, Recorder};
 use crate::sink::Sink;
 use crate::stats::Stats;
@@ -78,6 +86,11 @@ const READ_BUF: usize = 64 * 1024;
 /// then make this process do the senders' transmit work (16 clients: 0.8x of the reference
 /// server with 16 reads per turn, 0.9-1.0x with 64).
 const READ_BUDGET: usize = 64;
+/// Clients one listener may turn away per loop iteration (`allow`, `proxy_from`). They take
+/// no slot, so the connection cap does not bound them: without this, a flood of denied
+/// clients would keep the loop accepting and resetting them, and away from everything else.
+/// The rest wait in the backlog for the next iteration.
+const TURN_AWAY_BUDGET: usize = 1024;
 /// Events taken per poll.
 const EVENTS: usize = 1024;
 /// How long the drain at shutdown may read at most. What the sockets held at the stop signal
@@ -133,6 +146,13 @@ pub struct Server {
     /// When the stop signal was taken: the drain is on.
     draining_since: Option<Instant>,
     notifier: Notifier,
+    /// Clients turned away by `allow`: each address logged once, then summarized.
+    denied: TurnedAwayLog,
+    /// Connections refused on PROXY listeners: the same.
+    refused: TurnedAwayLog,
+    /// Listeners that used up their `TURN_AWAY_BUDGET` before their backlog ran empty:
+    /// accepted from again next iteration (readiness is edge-triggered, no event will come).
+    accept_again: Vec<usize>,
 }
 
 /// Why the loop ended.
@@ -171,7 +191,18 @@ impl Server {
             .metric_info()
             .chain(datagrams.metric_info())
             .collect();
+        let mut stats = Stats::new(listener_info.len());
+        for (counters, name) in stats
+            .listeners
+            .iter_mut()
+            .zip(streams.names().chain(datagrams.names()))
+        {
+            counters.name = name;
+        }
         Ok(Server {
+            accept_again: Vec::new(),
+            denied: TurnedAwayLog::new(Turned::Denied),
+            refused: TurnedAwayLog::new(Turned::Refused),
             listeners: streams,
             gate: AcceptGate::new(settings.max_connections),
             datagrams,
@@ -179,7 +210,7 @@ impl Server {
             conns: Connections::new(settings.idle_timeout),
             output: Output::new(sink, settings.target, OUTPUT),
             framing: Framing::new(max_line),
-            stats: Stats::new(listener_info.len()),
+            stats,
             metrics,
             listener_info,
             streams: stream_count,
@@ -235,6 +266,10 @@ impl Server {
                 // Clients left waiting by the accept budget of an earlier iteration.
                 metrics.accept(self.poll.registry(), now);
             }
+            // Listeners that turned away their budget of clients in an earlier iteration.
+            for index in std::mem::take(&mut self.accept_again) {
+                self.listener_ready(index, now);
+            }
             self.run_timers(now);
             self.read_datagrams(now);
             self.read_ready(now);
@@ -255,7 +290,8 @@ impl Server {
     /// How long `poll` may wait: not at all while sockets have unread data (unless the
     /// output is full), else until the earliest timer.
     fn poll_timeout(&self, now: Instant, notify_at: Option<Instant>) -> Option<Duration> {
-        let unread = self.conns.any_ready() || self.datagrams.unread();
+        let unread =
+            self.conns.any_ready() || self.datagrams.unread() || !self.accept_again.is_empty();
         let metrics = self.metrics.as_ref();
         if (unread && !self.output.full()) || metrics.is_some_and(MetricsServer::pending) {
             return Some(Duration::ZERO);
@@ -265,6 +301,9 @@ impl Server {
             self.gate.paused_until(),
             self.output.retry_at(),
             self.conns.next_idle(),
+            self.conns.next_header_deadline(),
+            self.denied.summary_at(),
+            self.refused.summary_at(),
             self.datagrams.drain_deadline(),
             self.draining_since.map(|since| since + SHUTDOWN_READ),
             notify_at,
@@ -282,7 +321,18 @@ impl Server {
             match signal {
                 SIGHUP => *reopen = true,
                 SIGTERM | SIGINT => *stop = true,
-                SIGUSR1 => info!("stats: {}", self.stats),
+                SIGUSR1 => {
+                    info!("stats: {}", self.stats);
+                    // Per listener, only those that turned someone away.
+                    for l in &self.stats.listeners {
+                        if l.denied + l.proxy_refused > 0 {
+                            info!(
+                                "stats of {}: denied={} proxy_refused={}",
+                                l.name, l.denied, l.proxy_refused
+                            );
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -328,11 +378,48 @@ impl Server {
     }
 
     /// Accepts until `WouldBlock`, the connection cap, or an error that calls for a pause.
+    /// A client outside `allow`, or outside `proxy_from` on a PROXY listener, is reset at
+    /// once: it never takes a slot; after `TURN_AWAY_BUDGET` of them the listener waits for
+    /// the next iteration.
     fn accept_all(&mut self, index: usize, now: Instant) {
+        let mut turned_away = 0;
         while self.gate.may_accept(self.conns.len()) {
+            if turned_away == TURN_AWAY_BUDGET {
+                if !self.accept_again.contains(&index) {
+                    self.accept_again.push(index);
+                }
+                return;
+            }
             let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, input, index, now),
+                Ok((stream, peer, addr)) => {
+                    let admission = addr.map_or(Admission::Serve, |a| input.access.admit(a.ip()));
+                    let handshake = match (admission, addr) {
+                        (Admission::TurnAway(kind, why), Some(from)) => {
+                            reset_on_close(&stream);
+                            drop(stream);
+                            let why = why.into();
+                            let turned = TurnedAway {
+                                kind,
+                                listener: index,
+                                from,
+                                why,
+                            };
+                            self.turn_away(turned, now);
+                            turned_away += 1;
+                            continue;
+                        }
+                        (Admission::ReadHeader, Some(balancer)) => Some(Box::new(Handshake {
+                            reader: HeaderReader::default(),
+                            balancer,
+                            allow: input.access.allow.clone(),
+                            listener: index,
+                        })),
+                        _ => None,
+                    };
+                    let input = input.clone();
+                    self.add_connection(stream, peer, input, index, handshake, now);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.gate.on_drained();
                     return;
@@ -364,13 +451,19 @@ impl Server {
         peer: Box<[u8]>,
         input: Input,
         index: usize,
+        handshake: Option<Box<Handshake>>,
         now: Instant,
     ) {
         let registry = self.poll.registry();
-        if let Err(e) = self
-            .conns
-            .add(stream, peer, (index, input), registry, client_token, now)
-        {
+        if let Err(e) = self.conns.add(
+            stream,
+            peer,
+            (index, input),
+            handshake,
+            registry,
+            client_token,
+            now,
+        ) {
             self.stats.errors += 1;
             error!("{e}");
             return;
@@ -380,6 +473,38 @@ impl Server {
         counters.open += 1;
     }
 
+    /// Counts a client turned away (in total and for its listener) and logs it the first
+    /// time for its address.
+    fn turn_away(&mut self, turned: TurnedAway, now: Instant) {
+        let TurnedAway {
+            kind,
+            listener,
+            from,
+            why,
+        } = turned;
+        let counters = &mut self.stats.listeners[listener];
+        let name = &counters.name;
+        let (log, verb) = match kind {
+            Turned::Denied => {
+                counters.denied += 1;
+                (&mut self.denied, "denied")
+            }
+            Turned::Refused => {
+                counters.proxy_refused += 1;
+                (&mut self.refused, "refused")
+            }
+        };
+        let stream = listener < self.streams;
+        log.note(now, from.ip(), || {
+            let what = if stream {
+                "connection reset"
+            } else {
+                "datagram dropped"
+            };
+            format!("{name}: {verb} {from}: {why}; {what}")
+        });
+    }
+
     fn run_timers(&mut self, now: Instant) {
         if self.gate.resume_due(now) {
             self.accept_everywhere(now);
@@ -387,6 +512,34 @@ impl Server {
         self.close_idle(now);
         if let Some(metrics) = &mut self.metrics {
             metrics.expire(now);
+        }
+        self.close_headerless(now);
+        self.denied.summarize(now);
+        self.refused.summarize(now);
+    }
+
+    /// Resets the connections on PROXY listeners still without a complete header at their
+    /// deadline.
+    fn close_headerless(&mut self, now: Instant) {
+        for key in self.conns.headers_overdue(now) {
+            let conn = self.conns.get_mut(key);
+            let hs = conn
+                .handshake
+                .as_ref()
+                .expect("overdue means waiting for a header");
+            let turned = TurnedAway {
+                kind: Turned::Refused,
+                listener: hs.listener,
+                from: hs.balancer,
+                why: format!(
+                    "no complete PROXY header within {} s",
+                    HEADER_TIMEOUT.as_secs()
+                )
+                .into(),
+            };
+            conn.reset_on_close();
+            self.turn_away(turned, now);
+            self.close(key, now);
         }
     }
 
@@ -415,8 +568,13 @@ impl Server {
                     .datagrams
                     .recv(index, &mut self.read_buf, &mut self.sender)
                 {
-                    Received::Datagram(n) => {
-                        let parse = self.datagrams.input(index).parse;
+                    Received::Datagram(n, from) => {
+                        let input = self.datagrams.input(index);
+                        let parse = input.parse;
+                        if let Some(from) = from.filter(|f| !input.access.allows(f.ip())) {
+                            self.drop_datagram(index, from, now);
+                            continue;
+                        }
                         let listener = self.streams + index;
                         recorder!(self, listener).record_datagram(
                             &self.sender,
@@ -432,6 +590,18 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A datagram from `from`, outside socket `index`'s `allow`, is dropped: counted, and
+    /// logged the first time for its address.
+    fn drop_datagram(&mut self, index: usize, from: SocketAddr, now: Instant) {
+        let turned = TurnedAway {
+            kind: Turned::Denied,
+            listener: self.streams + index,
+            from,
+            why: "not in allow".into(),
+        };
+        self.turn_away(turned, now);
     }
 
     /// Gives each connection on the ready queue one turn.
@@ -466,6 +636,11 @@ impl Server {
                         // Resets are routine (a client crashed); counted, not logged each.
                         self.stats.errors += 1;
                     }
+                    return self.close(key, now);
+                }
+                Status::TurnedAway(turned) => {
+                    self.conns.get_mut(key).reset_on_close();
+                    self.turn_away(turned, now);
                     return self.close(key, now);
                 }
             }

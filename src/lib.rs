@@ -9,9 +9,11 @@
 //! - `unix`: unix-domain sockets: settings, binding at a path, peer credentials.
 //! - `event_loop`: one poll, dispatch by token, turns, flush, signals; the shutdown drain.
 //! - `accept_gate`: when to accept: the connection cap and accept-error pauses.
+//! - `access`: who may send: `allow` and `proxy_from` lists, and the log of clients turned away.
 //! - `listener`: stream listeners, accepting into a `Stream` with its peer text.
 //! - `connections`: the open connections: slab, ready queue, idle timers.
 //! - `idle`: the idle timers, one per open connection.
+//! - `proxy_header`: the PROXY protocol header a load balancer sends first, read as it comes.
 //! - `connection`: one client: its `Stream`, its peer as written in records, its framer.
 //! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
@@ -40,6 +42,7 @@
 //! ARCHITECTURE.md maps each concept to its file.
 
 pub mod accept_gate;
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -59,6 +62,7 @@ pub mod man;
 pub mod metrics;
 pub mod notify;
 pub mod output;
+pub mod proxy_header;
 pub mod recorder;
 mod simd;
 pub mod sink;

@@ -126,7 +126,7 @@ pub fn from_systemd(inputs: &Inputs, metrics: Option<SocketAddr>) -> Result<Opti
         let input = local
             .as_ref()
             .and_then(listen_addr)
-            .map_or(inputs.default, |addr| inputs.at(&addr));
+            .map_or_else(|| inputs.default.clone(), |addr| inputs.at(&addr));
         // `unknown` is what sd_listen_fds_with_names(3) gives without LISTEN_FDNAMES.
         let what = match name.as_str() {
             "unknown" => format!("fd {fd} at {at}"),

@@ -4,6 +4,7 @@
 //! the loop, the accept gate and the connections stay as they are.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
@@ -23,15 +24,18 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Accepts one client: its stream and the peer as written in records
-    /// (`192.0.2.7:51234`).
-    pub fn accept(&self) -> io::Result<(Stream, Box<[u8]>)> {
+    /// Accepts one client: its stream, the peer as written in records (`192.0.2.7:51234`)
+    /// and, for TCP, its address (for `allow` and `proxy_from`).
+    pub fn accept(&self) -> io::Result<(Stream, Box<[u8]>, Option<SocketAddr>)> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, addr) = l.accept()?;
-                Ok((Stream::Tcp(stream), peer_text(addr).into_bytes().into()))
+                let peer = peer_text(addr).into_bytes().into();
+                Ok((Stream::Tcp(stream), peer, Some(addr)))
             }
-            Listener::Unix(l) => transport::accept(l).map(|(s, peer)| (Stream::Unix(s), peer)),
+            Listener::Unix(l) => {
+                transport::accept(l).map(|(s, peer)| (Stream::Unix(s), peer, None))
+            }
         }
     }
 
@@ -122,17 +126,21 @@ impl StreamListeners {
     }
 
     /// Listener `index`, its name and its settings.
-    pub fn get(&self, index: usize) -> (&Listener, &str, Input) {
+    pub fn get(&self, index: usize) -> (&Listener, &str, &Input) {
         let (listener, name, input) = &self.list[index];
-        (listener, name, *input)
+        (listener, name, input)
+    }
+
+    /// The listeners' names as bound (port 0 resolved), in token order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.list
+            .iter()
+            .map(|(l, name, _)| l.local_name().unwrap_or_else(|_| name.clone()))
     }
 
     /// `listening on 127.0.0.1:5140` for each listener.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.list.iter().map(|(l, name, _)| match l.local_name() {
-            Ok(bound) => format!("listening on {bound}"),
-            Err(_) => format!("listening on {name}"),
-        })
+        self.names().map(|name| format!("listening on {name}"))
     }
 
     /// Each listener as the metrics name it.

@@ -147,8 +147,10 @@ fn config_keys() -> Roff {
     roff.control("TP", []);
     roff.text([bold("[listener.\"ADDR\"]")]);
     roff.text([roman(
-        "a table of one listener's own framing and parse keys, overriding the top-level \
-         ones; ADDR is its address or path as written in its listen key",
+        "a table of one listener's own framing, parse, allow, proxy_protocol and proxy_from \
+         keys, overriding the top-level ones; ADDR is its address or path as written in its \
+         listen key (allow is for TCP and UDP listeners, the PROXY keys for TCP ones: a unix \
+         socket's mode decides who may send to it)",
     )]);
     roff
 }
@@ -173,8 +175,9 @@ remove the pid file and the socket files logsinkd created, and exit 0.
 If the output does not take the records within 5 s, exit 1.
 .TP
 .B SIGUSR1
-Log one line of statistics: connections open and in total, lines, bytes and
-errors.
+Log one line of statistics: connections open and in total, lines, bytes,
+errors, and the clients turned away (denied by an allow\-list, refused for
+their PROXY header); then one line for each listener that turned clients away.
 .SH "EXIT STATUS"
 .TP
 .B 0

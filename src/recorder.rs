@@ -116,6 +116,13 @@ impl<'a> Recorder<'a> {
         Ok(n)
     }
 
+    /// Records what `data`, the next bytes of a stream read elsewhere (after a PROXY
+    /// header, already counted), completes.
+    pub fn record_stream(&mut self, peer: &[u8], framer: &mut Framer, parse: Parse, data: &[u8]) {
+        let scan = self.scans(parse);
+        self.frame(peer, framer, scan, data);
+    }
+
     /// Records the records `data` (the next bytes of a stream) completes; all get the same
     /// receipt time (one clock read per read from the socket).
     fn frame(&mut self, peer: &[u8], framer: &mut Framer, scan: bool, data: &[u8]) {

@@ -27,6 +27,13 @@ pub struct ListenerStats {
     pub truncated: u64,
     /// Messages of a listener with `parse = "syslog"` that did not parse (recorded as they are).
     pub unparsed: u64,
+    /// TCP clients reset and UDP datagrams dropped for not being in `allow`.
+    pub denied: u64,
+    /// Connections to a PROXY protocol listener reset: not from `proxy_from`, or no valid
+    /// header in time.
+    pub proxy_refused: u64,
+    /// As named in messages (`127.0.0.1:5140`, `udp 127.0.0.1:5140`).
+    pub name: String,
 }
 
 /// What happened to the output.
@@ -98,14 +105,17 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections open={} total={} lines={} bytes={} errors={} truncated={} unparsed={}",
+            "connections open={} total={} lines={} bytes={} errors={} truncated={} unparsed={} \
+             denied={} proxy_refused={}",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
             self.total(|l| l.bytes),
             self.errors,
             self.total(|l| l.truncated),
-            self.total(|l| l.unparsed)
+            self.total(|l| l.unparsed),
+            self.total(|l| l.denied),
+            self.total(|l| l.proxy_refused)
         )
     }
 }

@@ -23,7 +23,7 @@ _logsinkd() {
 
     case "${cmd}" in
         logsinkd)
-            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --metrics-listen --check-config --help --version"
+            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --metrics-listen --allow --proxy-protocol --proxy-from --check-config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +142,14 @@ _logsinkd() {
                     return 0
                     ;;
                 --metrics-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-from)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -21,7 +21,10 @@ complete -c logsinkd -l max-connections -d 'Most client connections open at once
 complete -c logsinkd -l backlog -d 'Listen backlog: connections the kernel queues before logsinkd accepts them [default: 1024]' -r
 complete -c logsinkd -l idle-timeout -d 'Close a connection that sent nothing for this many seconds (its partial line is recorded); 0 turns it off; at most 31536000 (a year) [default: 0]' -r
 complete -c logsinkd -l metrics-listen -d 'TCP address to serve Prometheus metrics on (`GET /metrics`), e.g. 127.0.0.1:9140 [default: none, no metrics served]' -r
+complete -c logsinkd -l allow -d 'Clients allowed to send: an address or CIDR block (10.0.0.0/8, 2001:db8::/32, 127.0.0.1); a TCP client outside is reset at accept, a UDP datagram dropped; unix sockets are governed by their mode instead; repeatable; a listener\'s table may override it [default: any address]' -r
+complete -c logsinkd -l proxy-from -d 'Load balancers allowed to send the PROXY header: an address or CIDR block; a connection from elsewhere on a proxy_protocol listener is reset; repeatable' -r
 complete -c logsinkd -s f -l foreground -d 'Stay in the foreground and log diagnostics to stderr (use this under systemd)'
+complete -c logsinkd -l proxy-protocol -d 'Every TCP connection starts with a PROXY protocol header (v1 or v2, as a load balancer such as HAProxy sends): the client it names is the peer recorded and matched against allow; needs proxy_from; a listener\'s table may override it [default: off]'
 complete -c logsinkd -s t -l check-config -d 'Validate the configuration, print the effective settings and exit (0 valid, 1 invalid)'
 complete -c logsinkd -s h -l help -d 'Print help'
 complete -c logsinkd -s V -l version -d 'Print version'

@@ -78,6 +78,9 @@ pub struct Family {
 
 const STREAM: fn(Kind) -> bool = Kind::stream;
 const ALL: fn(Kind) -> bool = |_| true;
+/// TCP and UDP: the listeners `allow` applies to.
+const IP: fn(Kind) -> bool = |k| matches!(k, Kind::Tcp | Kind::Udp);
+const TCP: fn(Kind) -> bool = |k| k == Kind::Tcp;
 
 /// The per-listener families from `ListenerStats`, in the order they are served.
 pub const LISTENER_METRICS: &[Family] = &[
@@ -125,6 +128,21 @@ pub const LISTENER_METRICS: &[Family] = &[
                (recorded as they are).",
         applies: ALL,
         value: |l| l.unparsed,
+    },
+    Family {
+        name: "logsinkd_denied_total",
+        kind: "counter",
+        help: "Senders outside allow: TCP connections reset at accept, UDP datagrams dropped.",
+        applies: IP,
+        value: |l| l.denied,
+    },
+    Family {
+        name: "logsinkd_proxy_refused_total",
+        kind: "counter",
+        help: "Connections to a PROXY protocol listener reset: not from proxy_from, or no \
+               valid header in time.",
+        applies: TCP,
+        value: |l| l.proxy_refused,
     },
 ];
 
@@ -299,8 +317,12 @@ mod tests {
             bytes: 70,
             truncated: 1,
             unparsed: 3,
+            denied: 8,
+            proxy_refused: 10,
+            name: String::new(),
         };
         stats.listeners[2].lines = 4;
+        stats.listeners[2].denied = 12;
         stats.output.records = 11;
         stats.output.bytes = 1100;
         stats.output.reopens = 2;
@@ -328,6 +350,9 @@ mod tests {
              logsinkd_lines_received_total{listener=\"udp://[::1]:514\"} 4\n",
             "logsinkd_truncated_frames_total{listener=\"tcp://127.0.0.1:5140\"} 1\n",
             "logsinkd_unparsed_messages_total{listener=\"tcp://127.0.0.1:5140\"} 3\n",
+            "logsinkd_denied_total{listener=\"tcp://127.0.0.1:5140\"} 8\n\
+             logsinkd_denied_total{listener=\"udp://[::1]:514\"} 12\n",
+            "logsinkd_proxy_refused_total{listener=\"tcp://127.0.0.1:5140\"} 10\n# HELP",
             "# TYPE logsinkd_connections_refused_total counter\n\
              logsinkd_connections_refused_total{listener=\"tcp://127.0.0.1:5140\"} 6\n",
             "logsinkd_datagrams_dropped_total{listener=\"udp://[::1]:514\"} 0\n",
@@ -343,6 +368,7 @@ mod tests {
             assert!(text.contains(part), "missing {part:?} in\n{text}");
         }
         assert!(!text.contains("connections_open{listener=\"udp"), "{text}");
+        assert!(!text.contains("denied_total{listener=\"unix"), "{text}");
         assert!(
             !text.contains("truncated_frames_total{listener=\"udp"),
             "{text}"

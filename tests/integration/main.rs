@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `logsinkd` binary and talks to it over real TCP (and
 //! UDP) on 127.0.0.1, with real signals and real files (see util.rs for the harness).
 
+mod access;
 mod completions;
 mod config;
 mod daemon_mode;
@@ -10,6 +11,7 @@ mod load;
 mod man;
 mod metrics;
 mod privileges;
+mod proxy;
 mod records;
 mod shutdown;
 mod signals;

@@ -1,7 +1,7 @@
 //! Test harness, by job: `daemon` runs the real binary and reads what it wrote, `wait` waits
 //! with a deadline, `env` gives each test its own temp dir (and says when it cannot run),
 //! `net` sends and inspects connections, `numbered` generates and checks numbered lines,
-//! `rsyslog` runs a private rsyslogd.
+//! `rsyslog` runs a private rsyslogd, `haproxy` a private HAProxy.
 //! Tests `use crate::util::*`.
 //!
 //! Nothing here sleeps to wait. The daemon is started on `127.0.0.1:0` and says where it
@@ -9,6 +9,7 @@
 
 mod daemon;
 mod env;
+mod haproxy;
 mod net;
 mod numbered;
 mod rsyslog;
@@ -16,6 +17,7 @@ mod wait;
 
 pub use daemon::*;
 pub use env::*;
+pub use haproxy::*;
 pub use net::*;
 pub use numbered::*;
 pub use rsyslog::*;

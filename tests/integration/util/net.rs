@@ -14,6 +14,52 @@ pub fn send(addr: SocketAddr, data: &[u8]) -> SocketAddr {
     s.local_addr().unwrap()
 }
 
+/// A TCP connection to `to` from the loopback address `from` (any of 127.0.0.0/8 works on
+/// Linux's `lo`), for a client an allow-list tells apart from 127.0.0.1.
+pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    try_connect_from(from, to).unwrap()
+}
+
+/// `connect_from`, failing as connect(2) does.
+pub fn try_connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&local.into())?;
+    socket.connect(&to.into())?;
+    Ok(socket.into())
+}
+
+/// Waits until the daemon resets `stream` (a read fails with ECONNRESET); fails if it closes
+/// it in order (FIN) or not at all within the deadline.
+pub fn expect_reset(stream: &mut TcpStream) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(super::DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("closed in order (FIN), not reset"),
+            Ok(_) => panic!("the daemon sent data"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("expected a reset, got {e}"),
+        }
+    }
+}
+
+/// Writes `data` on `stream` and waits until the daemon resets it: the reset may already
+/// come as the write's error (a daemon that resets at accept can be that quick).
+pub fn write_expect_reset(stream: &mut TcpStream, data: &[u8]) {
+    match stream.write_all(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("writing: {e}"),
+        Ok(()) => expect_reset(stream),
+    }
+}
+
 /// Sends `message` with tag `mytag` through util-linux `logger` (`--tcp` or `--udp`) to the
 /// daemon at `addr`, then checks the first record: logger's message, from a 127.0.0.1 peer.
 pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, message: &str) {
@@ -97,4 +143,17 @@ pub fn udp_bound(port: u16) -> bool {
         .lines()
         .skip(1)
         .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+}
+
+/// True if a TCP socket listens on `port` on 127.0.0.1 (from /proc/net/tcp, state 0A).
+pub fn tcp_listening(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+        })
 }
