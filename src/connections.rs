@@ -387,12 +387,11 @@ mod tests {
             let (stream, client) = accepted(&listener);
             clients.push(client);
             let at = start + Duration::from_millis(i as u64);
-            let input = Input::default();
             conns
                 .add(
                     stream,
                     Box::from(&b"p"[..]),
-                    &input,
+                    (0, Input::default()),
                     hs,
                     poll.registry(),
                     Token,
