@@ -62,4 +62,5 @@ mod simd;
 pub mod sink;
 pub mod stats;
 pub mod syslog_parse;
+pub mod tls;
 pub mod unix;
