@@ -30,18 +30,22 @@ fn connect(server: &TlsServer) -> (Side, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (sock, _) = listener.accept().unwrap();
+    (server_side(server, sock), client)
+}
+
+/// The server side of an accepted socket, registered with a poll of its own.
+fn server_side(server: &TlsServer, sock: TcpStream) -> Side {
     sock.set_nonblocking(true).unwrap();
     let mut sock = mio::net::TcpStream::from_std(sock);
     let poll = Poll::new().unwrap();
     poll.registry()
         .register(&mut sock, Token(0), Interest::READABLE | Interest::WRITABLE)
         .unwrap();
-    let side = Side {
+    Side {
         poll,
         events: Events::with_capacity(8),
         tls: server.accept(sock).unwrap(),
-    };
-    (side, client)
+    }
 }
 
 impl Side {
@@ -493,4 +497,129 @@ fn a_one_mib_burst_is_read_completely() {
         let _ = side.tls.socket().shutdown(std::net::Shutdown::Both);
         assert_eq!(handle.join().unwrap().error, None);
     }
+}
+
+/// OpenSSL's client (another TLS stack than rustls) with a client certificate is served over
+/// TLS 1.2 and 1.3, its line read and its certificate named.
+#[test]
+fn openssl_s_client_is_served() {
+    use std::process::{Command, Stdio};
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "in CI nothing may be skipped: openssl (Debian package openssl) is missing"
+        );
+        eprintln!("skipped: needs openssl (Debian package openssl)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let server = server(&pki, dir.path(), true, &["relay.example.org"]);
+    let client_files = pki
+        .client(&["relay.example.org"], Validity::Now)
+        .write(dir.path(), "client");
+    for version in ["-tls1_2", "-tls1_3"] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut openssl = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-verify_return_error",
+                version,
+                "-connect",
+            ])
+            .arg(listener.local_addr().unwrap().to_string())
+            .arg("-CAfile")
+            .arg(dir.path().join("ca.crt"))
+            .arg("-cert")
+            .arg(&client_files.cert)
+            .arg("-key")
+            .arg(&client_files.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (sock, _) = listener.accept().unwrap();
+        let mut side = server_side(&server, sock);
+        let mut stdin = openssl.stdin.take().unwrap();
+        stdin.write_all(b"<13>from openssl\n").unwrap();
+        assert_eq!(side.read_exactly(17), b"<13>from openssl\n", "{version}");
+        assert_eq!(side.tls.peer(), Some("relay.example.org"), "{version}");
+        let want = match version {
+            "-tls1_2" => rustls::ProtocolVersion::TLSv1_2,
+            _ => rustls::ProtocolVersion::TLSv1_3,
+        };
+        assert_eq!(side.tls.connection().protocol_version(), Some(want));
+        openssl.kill().unwrap();
+        openssl.wait().unwrap();
+    }
+}
+
+/// A socket whose reads hand out one chunk each and whose writes block until `open`.
+struct Stuck {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    open: bool,
+    written: usize,
+}
+
+impl Read for Stuck {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(chunk) = self.chunks.pop_front() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        assert!(chunk.len() <= buf.len());
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+}
+
+impl Write for Stuck {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.open {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A client that does not read its socket cannot make the server buffer without bound: while
+/// the handshake reply is stuck, nothing more is read from the socket; once the socket takes
+/// it, the reply goes out.
+#[test]
+fn reading_stops_while_the_reply_is_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let server = server(&pki, dir.path(), false, &[]);
+    let mut conn = client_conn(pki.client_config(None));
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    let sock = Stuck {
+        chunks: [hello, vec![0x17; 4096], vec![0x17; 4096]].into(),
+        open: false,
+        written: 0,
+    };
+    let mut tls = server.accept(sock).unwrap();
+    let mut buf = [0; 4096];
+    for _ in 0..3 {
+        let err = tls.read_plaintext(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(tls.wants_write());
+        assert_eq!(
+            tls.socket().chunks.len(),
+            2,
+            "read on while the reply was stuck"
+        );
+    }
+    tls.socket_mut().open = true;
+    tls.flush_tls().unwrap();
+    assert!(!tls.wants_write());
+    assert!(tls.socket().written > 0);
 }
