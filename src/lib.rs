@@ -13,6 +13,8 @@
 //! - `connections`: the open connections: slab, ready queue, idle timers.
 //! - `idle`: the idle timers, one per open connection.
 //! - `connection`: one client: its `Stream`, its peer as written in records, its framer.
+//! - `tls`: syslog over TLS: the certificate files, client checks, a non-blocking `TlsStream`
+//!   (not yet wired into the loop).
 //! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
 //! - `input`: each listener's framing and parsing (top-level keys, `[listener."ADDR"]` tables).

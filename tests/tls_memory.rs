@@ -5,7 +5,9 @@
 //! rustls client (ECDSA P-256 certificates, as rcgen makes them) and read one line; the clients
 //! are then dropped. The figure is the growth of live heap bytes from the 500th to the 1000th
 //! connection, divided by 500: the shared session cache (256 entries) is full by then, so only
-//! what each connection holds is counted.
+//! what each connection holds is counted. A second figure is a hostile client's: one that sent
+//! a handshake message just under `HANDSHAKE_LIMIT` and stalls, which the event loop's
+//! handshake timeout ends.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{self, Read, Write};
@@ -13,7 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use logsinkd::tls::{TlsServer, TlsSettings, TlsStream};
+use logsinkd::tls::{HANDSHAKE_LIMIT, TlsServer, TlsSettings, TlsStream};
 use rustls::pki_types::ServerName;
 
 /// Counts the bytes allocated and not yet freed.
@@ -53,6 +55,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+/// Held by each test while it counts: the counter is global, the tests run in parallel.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A server certificate for `localhost` and a client configuration that trusts it.
 fn certificates(dir: &std::path::Path) -> (TlsSettings, Arc<rustls::ClientConfig>) {
@@ -124,6 +129,9 @@ fn connect(server: &TlsServer, client_config: &Arc<rustls::ClientConfig>) -> Tls
 /// figure is printed; ARCHITECTURE.md carries it).
 #[test]
 fn an_idle_tls_connection_holds_little_memory() {
+    let _alone = COUNTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (settings, client_config) = certificates(dir.path());
     let (server, _) = TlsServer::load(settings).unwrap();
@@ -146,5 +154,54 @@ fn an_idle_tls_connection_holds_little_memory() {
     assert!(
         per_connection < 16 * 1024,
         "{per_connection} bytes per connection"
+    );
+}
+
+/// A connection whose client sent just under `HANDSHAKE_LIMIT` of one large handshake message
+/// and stalls: the server stays at `WouldBlock`.
+fn stall(server: &TlsServer) -> (TlsStream<UnixStream>, UnixStream) {
+    let (server_sock, mut client_sock) = UnixStream::pair().unwrap();
+    server_sock.set_nonblocking(true).unwrap();
+    let mut tls = server.accept(server_sock).unwrap();
+    // A record of HANDSHAKE_LIMIT - 5 bytes starting a ClientHello of 65,280.
+    let len = (HANDSHAKE_LIMIT - 5) as u16;
+    let mut bytes = vec![0x16, 0x03, 0x01];
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&[0x01, 0x00, 0xff, 0x00]);
+    bytes.resize(HANDSHAKE_LIMIT, 0);
+    assert!(bytes.len() <= HANDSHAKE_LIMIT);
+    client_sock.write_all(&bytes).unwrap();
+    let mut buf = [0u8; 64];
+    let err = tls.read_plaintext(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    assert!(!tls.handshake_done());
+    (tls, client_sock)
+}
+
+/// A client stalled mid-handshake just under the limit holds a bounded amount of memory until
+/// the loop's handshake timeout (the figure is printed; ARCHITECTURE.md carries it).
+#[test]
+fn a_stalled_handshake_holds_bounded_memory() {
+    let _alone = COUNTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, _) = certificates(dir.path());
+    let (server, _) = TlsServer::load(settings).unwrap();
+    let mut open = Vec::new();
+    open.push(stall(&server));
+    let before = LIVE.load(Ordering::Relaxed);
+    for _ in 0..200 {
+        open.push(stall(&server));
+    }
+    let per_connection = (LIVE.load(Ordering::Relaxed) - before) / 200;
+    eprintln!(
+        "live heap per connection stalled mid-handshake at the limit: {per_connection} bytes \
+         (x 10,000 = {:.1} MiB)",
+        per_connection as f64 * 10_000.0 / 1048576.0
+    );
+    assert!(
+        per_connection < 2 * HANDSHAKE_LIMIT as isize,
+        "{per_connection} bytes"
     );
 }

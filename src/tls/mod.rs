@@ -26,7 +26,7 @@ pub use peer::{
     PeerRule, SubjectNames, describe, fingerprint, fingerprint_text, matches_any, peer_name,
     subject_names,
 };
-pub use stream::{OUTGOING_LIMIT, TlsFailure, TlsStream};
+pub use stream::{Cause, HANDSHAKE_LIMIT, OUTGOING_LIMIT, TlsFailure, TlsStream};
 
 /// A TLS listener's settings and the configuration loaded from them.
 pub struct TlsServer {

@@ -29,21 +29,48 @@ use super::peer::{NotAPeer, peer_name};
 /// it the certificate chain), session tickets and alerts.
 pub const OUTGOING_LIMIT: usize = 64 * 1024;
 
-/// Why a TLS connection failed: the rustls error, said for a log line.
+/// The most a client may send before its handshake completes. A real client's flight is a
+/// ClientHello (0.5 to 2 KiB) and, when asked, its certificate chain and two short messages
+/// (2 to 8 KiB); rustls alone would buffer a handshake message of up to 64 KiB, and a client
+/// that trickles one in could hold that much until the handshake timeout. Checked after each
+/// socket read (at most 4 KiB), so rustls' receive buffer, which doubles as it grows, stops at
+/// 16 KiB (at a 16 KiB limit it reached 32 KiB: 35 KB per stalled client, measured).
+pub const HANDSHAKE_LIMIT: usize = 12 * 1024;
+
+/// Why a TLS connection failed, said for a log line by its `Display`.
 #[derive(Debug)]
 pub struct TlsFailure {
-    /// What rustls reported.
-    pub error: rustls::Error,
+    /// What went wrong.
+    pub cause: Cause,
     /// Whether it happened before the handshake completed.
     pub during_handshake: bool,
     /// The first byte the client sent, for a client that does not speak TLS.
     pub first_byte: Option<u8>,
 }
 
+/// What ended a TLS connection.
+#[derive(Debug)]
+pub enum Cause {
+    /// What rustls reported.
+    Tls(rustls::Error),
+    /// The client sent more than `HANDSHAKE_LIMIT` bytes before its handshake completed.
+    HandshakeTooLarge,
+}
+
 impl fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use rustls::Error;
-        match &self.error {
+        let error = match &self.cause {
+            Cause::Tls(error) => error,
+            Cause::HandshakeTooLarge => {
+                return write!(
+                    f,
+                    "the client sent more than {} KiB without completing its handshake",
+                    HANDSHAKE_LIMIT / 1024
+                );
+            }
+        };
+        match error {
             // 0x16 starts a TLS handshake record: such a client speaks TLS, badly.
             Error::InvalidMessage(_) | Error::InappropriateMessage { .. }
                 if self.during_handshake && self.first_byte != Some(0x16) =>
@@ -86,8 +113,7 @@ impl fmt::Display for TlsFailure {
             ),
             Error::PeerIncompatible(_) => write!(
                 f,
-                "no TLS version or cipher suite in common (TLS 1.2 and 1.3 only): {}",
-                self.error
+                "no TLS version or cipher suite in common (TLS 1.2 and 1.3 only): {error}"
             ),
             other if self.during_handshake => write!(f, "TLS handshake failed: {other}"),
             other => write!(f, "TLS error: {other}"),
@@ -115,22 +141,26 @@ pub struct TlsStream<S> {
     peer: Option<String>,
     /// The first byte the client sent, kept until the handshake completes.
     first_byte: Option<u8>,
+    /// How many bytes the client sent before its handshake completed (see `HANDSHAKE_LIMIT`).
+    handshake_bytes: usize,
     /// The socket reached end of file.
     eof: bool,
 }
 
-/// Records the first byte read from a socket.
-struct FirstByte<'a, S> {
+/// Reads during the handshake: notes the first byte and counts the bytes.
+struct HandshakeReads<'a, S> {
     sock: &'a mut S,
     first: &'a mut Option<u8>,
+    count: &'a mut usize,
 }
 
-impl<S: Read> Read for FirstByte<'_, S> {
+impl<S: Read> Read for HandshakeReads<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.sock.read(buf)?;
         if self.first.is_none() && n > 0 {
             *self.first = Some(buf[0]);
         }
+        *self.count += n;
         Ok(n)
     }
 }
@@ -146,6 +176,7 @@ impl<S: Read + Write> TlsStream<S> {
             sock,
             peer: None,
             first_byte: None,
+            handshake_bytes: 0,
             eof: false,
         })
     }
@@ -158,8 +189,10 @@ impl<S: Read + Write> TlsStream<S> {
     ///
     /// While handshake output cannot be written (the client does not read its socket), this
     /// stops reading and returns `WouldBlock`: the writable event resumes it. So a client can
-    /// make rustls hold at most one socket read (4 KiB), one record and 16 KiB of plaintext.
+    /// make rustls hold at most `HANDSHAKE_LIMIT` (and one read) during the handshake, and
+    /// after it one record (16 KiB) and 16 KiB of plaintext.
     pub fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        debug_assert!(!buf.is_empty(), "an empty buffer would read as the end");
         loop {
             // Plaintext already decrypted first: rustls refuses to read the socket while it
             // holds 16 KiB of it.
@@ -181,9 +214,10 @@ impl<S: Read + Write> TlsStream<S> {
                 }
             }
             let read = if self.conn.is_handshaking() {
-                self.conn.read_tls(&mut FirstByte {
+                self.conn.read_tls(&mut HandshakeReads {
                     sock: &mut self.sock,
                     first: &mut self.first_byte,
+                    count: &mut self.handshake_bytes,
                 })
             } else {
                 self.conn.read_tls(&mut self.sock)
@@ -198,14 +232,10 @@ impl<S: Read + Write> TlsStream<S> {
             if let Err(error) = self.conn.process_new_packets() {
                 // rustls queued an alert for the client; send it if the socket takes it.
                 let _ = self.flush_tls();
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    TlsFailure {
-                        error,
-                        during_handshake,
-                        first_byte: self.first_byte,
-                    },
-                ));
+                return Err(self.failure(Cause::Tls(error), during_handshake));
+            }
+            if self.conn.is_handshaking() && self.handshake_bytes > HANDSHAKE_LIMIT {
+                return Err(self.failure(Cause::HandshakeTooLarge, true));
             }
             if during_handshake && !self.conn.is_handshaking() {
                 self.peer = self
@@ -219,6 +249,15 @@ impl<S: Read + Write> TlsStream<S> {
                 self.flush_tls()?;
             }
         }
+    }
+
+    fn failure(&self, cause: Cause, during_handshake: bool) -> io::Error {
+        let failure = TlsFailure {
+            cause,
+            during_handshake,
+            first_byte: self.first_byte,
+        };
+        io::Error::new(io::ErrorKind::InvalidData, failure)
     }
 
     /// Writes what rustls has for the client until the socket takes no more; `wants_write`

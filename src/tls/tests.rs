@@ -416,6 +416,40 @@ fn garbage_instead_of_a_client_hello_fails_fast() {
     }
 }
 
+/// A client that trickles in a handshake message of nearly 64 KiB (which rustls would buffer
+/// whole) is refused once it has sent 12 KiB, saying so.
+#[test]
+fn an_oversized_handshake_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let server = server(&pki, dir.path(), false, &[]);
+    let (mut side, mut tcp) = connect(&server);
+    // Handshake records of 16 KiB each; the first starts a ClientHello of 65,280 bytes.
+    let mut bytes = Vec::new();
+    for n in 0..4 {
+        bytes.extend_from_slice(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+        let mut payload = vec![0u8; 16384];
+        if n == 0 {
+            payload[..4].copy_from_slice(&[0x01, 0x00, 0xff, 0x00]);
+        }
+        bytes.extend_from_slice(&payload);
+    }
+    let writer = std::thread::spawn(move || {
+        // The server stops reading and closes; the rest of the write may fail.
+        let _ = tcp.write_all(&bytes);
+        tcp
+    });
+    let (got, _, end) = side.serve(4096);
+    assert!(got.is_empty());
+    let reason = end.unwrap_err();
+    assert_eq!(
+        reason,
+        "the client sent more than 12 KiB without completing its handshake"
+    );
+    drop(side);
+    writer.join().unwrap();
+}
+
 /// A client that sends half a ClientHello and stalls leaves the stream at WouldBlock with the
 /// handshake not done (the event loop's handshake timeout ends such a client); when the rest
 /// comes, the handshake completes.
