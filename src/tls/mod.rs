@@ -5,11 +5,13 @@
 //! - `peer`: the `tls_peers` rules, the client-certificate check, a client's name in records.
 //! - `stream`: `TlsStream`, one non-blocking server-side connection, and `TlsFailure`, why one
 //!   failed, said for a log line.
+//! - `refusals`: which refused clients to log (each address once a minute, bounded).
 //! - here: `TlsServer`, the configuration new connections get, replaced by `reload` only when
 //!   the new files load.
 
 mod files;
 mod peer;
+mod refusals;
 mod stream;
 #[cfg(test)]
 mod testpki;
@@ -26,6 +28,7 @@ pub use peer::{
     PeerRule, SubjectNames, describe, fingerprint, fingerprint_text, matches_any, peer_name,
     subject_names,
 };
+pub use refusals::{MAX_ADDRESSES, QUIET_FOR, Refusals, Verdict};
 pub use stream::{Cause, HANDSHAKE_LIMIT, OUTGOING_LIMIT, TlsFailure, TlsStream};
 
 /// A TLS listener's settings and the configuration loaded from them.
