@@ -657,3 +657,50 @@ fn reading_stops_while_the_reply_is_stuck() {
     assert!(!tls.wants_write());
     assert!(tls.socket().written > 0);
 }
+
+/// A client that disconnects mid-handshake, or in the middle of a record after sending a
+/// line, is an end like a plain TCP client's: `Ok(0)`, what came whole before it delivered,
+/// the handshake state telling the two apart.
+#[test]
+fn a_disconnect_mid_handshake_or_mid_record_is_an_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let server = server(&pki, dir.path(), false, &[]);
+
+    let (mut side, mut tcp) = connect(&server);
+    let mut conn = client_conn(pki.client_config(None));
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    tcp.write_all(&hello[..hello.len() / 2]).unwrap();
+    drop(tcp);
+    let (got, _, end) = side.serve(4096);
+    assert_eq!((got, end), (Vec::new(), Ok(())));
+    assert!(!side.tls.handshake_done());
+
+    let (mut side, tcp) = connect(&server);
+    let conn = client_conn(pki.client_config(None));
+    let handle = std::thread::spawn(move || {
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(b"whole\n").unwrap();
+        tls.flush().unwrap();
+        let (mut conn, mut tcp) = (tls.conn, tls.sock);
+        conn.writer().write_all(b"cut short\n").unwrap();
+        let mut record = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut record).unwrap();
+        }
+        tcp.write_all(&record[..record.len() / 2]).unwrap();
+        // Half-close and read the server's tickets until it closes, so that closing does not
+        // answer them with a reset.
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+        let _ = io::copy(&mut tcp, &mut io::sink());
+    });
+    let (got, _, end) = side.serve(4096);
+    assert!(side.tls.handshake_done());
+    let _ = side.tls.socket().shutdown(std::net::Shutdown::Both);
+    handle.join().unwrap();
+    assert_eq!((got, end), (b"whole\n".to_vec(), Ok(())));
+}
