@@ -105,6 +105,7 @@ impl TlsSettings {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .context("choosing the TLS versions")?;
+        let client_auth = verifier.is_some();
         let builder = match verifier {
             Some(verifier) => builder.with_client_cert_verifier(verifier),
             None => builder.with_no_client_auth(),
@@ -125,6 +126,13 @@ impl TlsSettings {
             })?;
         // Syslog clients send no early data; 0-RTT data could be replayed.
         config.max_early_data_size = 0;
+        if client_auth {
+            // A resumed session skips the client-certificate check: without resumption every
+            // connection is checked against the CA, its dates and tls_peers as they are now.
+            // Syslog connections are long-lived; a full handshake per connection costs little.
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         Ok(Loaded {
             config: Arc::new(config),
             warnings,

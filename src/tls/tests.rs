@@ -206,6 +206,38 @@ fn server(pki: &Pki, dir: &std::path::Path, ca: bool, peers: &[&str]) -> TlsServ
     server
 }
 
+/// With client certificates required, a client that reconnects gets a full handshake every
+/// time (no session resumption, which would skip the certificate check); without them, it
+/// resumes.
+#[test]
+fn sessions_resume_only_without_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let client_cert = pki.client(&["web1.example.net"], Validity::Now);
+    let checked = server(&pki, dir.path(), true, &[]);
+    let config = pki.client_config(Some(&client_cert));
+    for _ in 0..2 {
+        let (got, end, side, _) = exchange(&checked, config.clone(), b"x\n");
+        assert_eq!((got, end), (b"x\n".to_vec(), Ok(())));
+        let kind = side.tls.connection().handshake_kind();
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    }
+    let dir2 = dir.path().join("open");
+    std::fs::create_dir(&dir2).unwrap();
+    let open = server(&pki, &dir2, false, &[]);
+    let config = pki.client_config(None);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let (_, end, side, _) = exchange(&open, config.clone(), b"x\n");
+        assert_eq!(end, Ok(()));
+        kinds.push(side.tls.connection().handshake_kind().unwrap());
+    }
+    assert_eq!(
+        kinds,
+        [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed]
+    );
+}
+
 /// Without client authentication a client's lines come through and it has no peer name.
 #[test]
 fn a_client_without_certificates_is_served() {
