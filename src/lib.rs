@@ -15,6 +15,8 @@
 //! - `idle`: the idle timers, one per open connection.
 //! - `proxy_header`: the PROXY protocol header a load balancer sends first, read as it comes.
 //! - `connection`: one client: its `Stream`, its peer as written in records, its framer.
+//! - `tls`: syslog over TLS: the certificate files, client checks, a non-blocking `TlsStream`
+//!   (not yet wired into the loop).
 //! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
 //! - `input`: each listener's framing and parsing (top-level keys, `[listener."ADDR"]` tables).
@@ -68,4 +70,5 @@ mod simd;
 pub mod sink;
 pub mod stats;
 pub mod syslog_parse;
+pub mod tls;
 pub mod unix;
