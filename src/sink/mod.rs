@@ -5,6 +5,7 @@
 //! pushes back on the clients) instead of dropping anything.
 
 mod file;
+mod queue;
 mod syslog;
 mod syslog_addr;
 
