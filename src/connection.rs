@@ -10,6 +10,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Source;
@@ -83,6 +84,8 @@ pub struct Connection {
     pub stream: Stream,
     /// The peer as written in records: `192.0.2.7:51234` or `[2001:db8::7]:51234`.
     pub peer: Box<[u8]>,
+    /// The listener it came in on, as `listening on` names it (shared with the listener).
+    pub listener: Arc<str>,
     /// Unique for the daemon's life (slab keys are reused), so stale timers can be told apart.
     pub id: u64,
     /// Its unfinished record, framed as its listener says.
@@ -133,11 +136,19 @@ pub fn write_peer(peer: &mut Vec<u8>, addr: SocketAddr) {
 
 impl Connection {
     /// `peer` is the client as written in records (see `Listener::accept`).
-    /// `input` is its listener's framing and parsing.
-    pub fn new(stream: Stream, peer: Box<[u8]>, id: u64, now: Instant, input: Input) -> Connection {
+    /// `listener` names its listener, `input` is that listener's framing and parsing.
+    pub fn new(
+        stream: Stream,
+        peer: Box<[u8]>,
+        listener: Arc<str>,
+        id: u64,
+        now: Instant,
+        input: Input,
+    ) -> Connection {
         Connection {
             stream,
             peer,
+            listener,
             id,
             framer: Framer::new(input.framing),
             parse: input.parse,

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry, Token};
@@ -54,6 +55,7 @@ impl Connections {
         &mut self,
         mut stream: Stream,
         peer: Box<[u8]>,
+        listener: Arc<str>,
         input: Input,
         registry: &Registry,
         token: impl FnOnce(usize) -> Token,
@@ -70,7 +72,7 @@ impl Connections {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let conn = entry.insert(Connection::new(stream, peer, id, now, input));
+        let conn = entry.insert(Connection::new(stream, peer, listener, id, now, input));
         self.ready.push_back((key, id));
         if let Some(idle) = &mut self.idle {
             idle.arm(key, &mut conn.idle_at, now);
@@ -203,6 +205,7 @@ mod tests {
             .add(
                 stream,
                 Box::from(&b"p"[..]),
+                std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
                 Token,
@@ -233,6 +236,7 @@ mod tests {
             .add(
                 a,
                 Box::from(&b"a"[..]),
+                std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
                 Token,
@@ -246,6 +250,7 @@ mod tests {
             .add(
                 b,
                 Box::from(&b"b"[..]),
+                std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
                 Token,
@@ -272,6 +277,7 @@ mod tests {
             .add(
                 silent,
                 Box::from(&b"s"[..]),
+                std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
                 Token,
@@ -283,6 +289,7 @@ mod tests {
             .add(
                 talking,
                 Box::from(&b"t"[..]),
+                std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
                 Token,

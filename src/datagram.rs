@@ -11,6 +11,7 @@
 //! writes the peer as it appears in records.
 
 use std::io::{self, ErrorKind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -81,8 +82,9 @@ impl From<std::net::UdpSocket> for DatagramSocket {
 /// One datagram socket and whether it may hold unread datagrams.
 struct Port {
     socket: DatagramSocket,
-    /// As named in messages.
-    name: String,
+    /// As named in messages and the journal output's `LOGSINKD_LISTENER`: the address bound
+    /// (port 0 resolved).
+    name: Arc<str>,
     /// Its listener's settings (only `parse` means something to datagrams).
     input: Input,
     readable: bool,
@@ -118,6 +120,7 @@ impl Datagrams {
             socket
                 .register(registry, Token(first + i))
                 .with_context(|| format!("registering {name}"))?;
+            let name = Arc::from(socket.local_name().unwrap_or(name));
             // Datagrams may have arrived before registration (socket activation).
             ports.push(Port {
                 socket,
@@ -142,10 +145,9 @@ impl Datagrams {
 
     /// `listening on udp 127.0.0.1:5140` for each socket.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.ports.iter().map(|p| match p.socket.local_name() {
-            Ok(name) => format!("listening on {name}"),
-            Err(_) => format!("listening on {}", p.name),
-        })
+        self.ports
+            .iter()
+            .map(|p| format!("listening on {}", p.name))
     }
 
     /// Socket `index` had a readiness event.
@@ -156,6 +158,11 @@ impl Datagrams {
     /// True if some socket may hold unread datagrams.
     pub fn unread(&self) -> bool {
         self.ports.iter().any(|p| p.readable)
+    }
+
+    /// Socket `index`'s name (see `Port::name`).
+    pub fn name(&self, index: usize) -> &Arc<str> {
+        &self.ports[index].name
     }
 
     /// The settings of socket `index`'s listener.

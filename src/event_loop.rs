@@ -24,6 +24,7 @@
 //! written out and synced.
 
 use std::io::ErrorKind;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -89,13 +90,14 @@ pub struct Settings {
 }
 
 /// A `Recorder` over the server's framing, output and stats, each borrowed on its own so the
-/// connections stay free to borrow too.
+/// connections stay free to borrow too, for records that came in on `listener`.
 macro_rules! recorder {
-    ($server:expr) => {
+    ($server:expr, $listener:expr) => {
         Recorder::new(
             &mut $server.framing,
             $server.output.sink(),
             &mut $server.stats,
+            $listener,
         )
     };
 }
@@ -267,7 +269,10 @@ impl Server {
         while self.gate.may_accept(self.conns.len()) {
             let (listener, name, input) = self.listeners.get(index);
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, input, now),
+                Ok((stream, peer)) => {
+                    let name = Arc::clone(name);
+                    self.add_connection(stream, peer, name, input, now);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.gate.on_drained();
                     return;
@@ -292,11 +297,18 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, stream: Stream, peer: Box<[u8]>, input: Input, now: Instant) {
+    fn add_connection(
+        &mut self,
+        stream: Stream,
+        peer: Box<[u8]>,
+        listener: Arc<str>,
+        input: Input,
+        now: Instant,
+    ) {
         let registry = self.poll.registry();
         if let Err(e) = self
             .conns
-            .add(stream, peer, input, registry, client_token, now)
+            .add(stream, peer, listener, input, registry, client_token, now)
         {
             self.stats.errors += 1;
             error!("{e}");
@@ -340,7 +352,11 @@ impl Server {
                 {
                     Received::Datagram(n) => {
                         let parse = self.datagrams.input(index).parse;
-                        recorder!(self).record_datagram(&self.sender, &self.read_buf[..n], parse);
+                        recorder!(self, self.datagrams.name(index)).record_datagram(
+                            &self.sender,
+                            &self.read_buf[..n],
+                            parse,
+                        );
                     }
                     Received::Empty => break,
                     Received::Failed => {
@@ -374,7 +390,7 @@ impl Server {
         loop {
             let limit = self.output.batch_limit();
             let conn = self.conns.get_mut(key);
-            let mut recorder = recorder!(self);
+            let mut recorder = recorder!(self, &conn.listener);
             match conn.read_available(&mut self.read_buf, &mut budget, limit, &mut recorder, now) {
                 Status::Drained => return,
                 Status::Full if budget > 0 && self.room_to_read(now) => {}
@@ -412,7 +428,7 @@ impl Server {
     /// Records the partial line of connection `key`, which ends.
     fn finish(&mut self, key: usize) {
         let conn = self.conns.get_mut(key);
-        recorder!(self).finish(&conn.peer, &mut conn.framer, conn.parse);
+        recorder!(self, &conn.listener).finish(&conn.peer, &mut conn.framer, conn.parse);
     }
 
     /// Writes out what is queued (see output.rs); a failed write is an error to count.
@@ -476,7 +492,7 @@ impl Server {
         let mut unread = 0usize;
         for conn in self.conns.iter_mut() {
             unread = unread.saturating_add(conn.stop_quota.unwrap_or(0));
-            recorder!(self).finish(&conn.peer, &mut conn.framer, conn.parse);
+            recorder!(self, &conn.listener).finish(&conn.peer, &mut conn.framer, conn.parse);
         }
         if unread > 0 {
             warning!(

@@ -4,6 +4,7 @@
 //! the loop, the accept gate and the connections stay as they are.
 
 use std::io;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -64,7 +65,9 @@ impl From<std::net::TcpListener> for Listener {
 
 /// The stream listeners, each with its name in messages, under consecutive tokens.
 pub struct StreamListeners {
-    list: Vec<(Listener, String, Input)>,
+    /// Each listener, its name (the address bound, port 0 resolved, as `listening on` and
+    /// the journal output's `LOGSINKD_LISTENER` give it) and its settings.
+    list: Vec<(Listener, Arc<str>, Input)>,
 }
 
 impl StreamListeners {
@@ -74,11 +77,13 @@ impl StreamListeners {
         registry: &Registry,
         first: usize,
     ) -> Result<StreamListeners> {
-        let mut list = listeners;
-        for (i, (listener, name, _)) in list.iter_mut().enumerate() {
+        let mut list = Vec::with_capacity(listeners.len());
+        for (i, (mut listener, name, input)) in listeners.into_iter().enumerate() {
             listener
                 .register(registry, Token(first + i))
                 .with_context(|| format!("registering listener {name}"))?;
+            let name = listener.local_name().unwrap_or(name);
+            list.push((listener, Arc::from(name), input));
         }
         Ok(StreamListeners { list })
     }
@@ -93,17 +98,16 @@ impl StreamListeners {
     }
 
     /// Listener `index`, its name and its settings.
-    pub fn get(&self, index: usize) -> (&Listener, &str, Input) {
+    pub fn get(&self, index: usize) -> (&Listener, &Arc<str>, Input) {
         let (listener, name, input) = &self.list[index];
         (listener, name, *input)
     }
 
     /// `listening on 127.0.0.1:5140` for each listener.
     pub fn listening(&self) -> impl Iterator<Item = String> + '_ {
-        self.list.iter().map(|(l, name, _)| match l.local_name() {
-            Ok(bound) => format!("listening on {bound}"),
-            Err(_) => format!("listening on {name}"),
-        })
+        self.list
+            .iter()
+            .map(|(_, name, _)| format!("listening on {name}"))
     }
 
     /// Closes every listener (the drain): new clients are refused rather than left waiting.

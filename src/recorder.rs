@@ -14,6 +14,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use socket2::SockRef;
 
@@ -54,8 +55,15 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
+    /// The records come in on `listener` (as `listening on` names it).
     #[inline]
-    pub fn new(framing: &'a mut Framing, sink: &'a mut Sink, stats: &'a mut Stats) -> Self {
+    pub fn new(
+        framing: &'a mut Framing,
+        sink: &'a mut Sink,
+        stats: &'a mut Stats,
+        listener: &Arc<str>,
+    ) -> Self {
+        sink.set_listener(listener);
         Recorder {
             sink,
             stats,
@@ -233,7 +241,8 @@ mod tests {
         let sink = Sink::open(&Target::File(path.clone()), format, &syslog, None).unwrap();
         let mut sink = sink;
         let (mut framing, mut stats) = (Framing::new(max_line), Stats::default());
-        let mut recorder = Recorder::new(&mut framing, &mut sink, &mut stats);
+        let listener = Arc::from("test");
+        let mut recorder = Recorder::new(&mut framing, &mut sink, &mut stats, &listener);
         let (mut client, mut server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
         let mut lines = Framer::Lines(LineBuffer::default());
