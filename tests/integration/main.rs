@@ -5,6 +5,7 @@ mod completions;
 mod config;
 mod daemon_mode;
 mod faults;
+mod journal;
 mod limits;
 mod load;
 mod man;
