@@ -368,6 +368,56 @@ fn entries_carry_every_field() {
     assert_eq!(receiver.entries().len(), 4, "nothing else sent");
 }
 
+/// A client cannot forge fields or another record: LFs, `NAME=value` text and a binary-form
+/// field in a message (an octet frame may hold LFs), `=` in a plain value, all stay inside their
+/// own fields, byte for byte; each message is one entry with each field once.
+#[test]
+fn forged_fields_stay_inside_their_field() {
+    let dir = temp_dir();
+    let receiver = Receiver::running(dir.path());
+    let options = ["--parse", "syslog", "--framing", "octet"];
+    let (mut d, _) = daemon(dir.path(), &receiver, &options);
+    let forged = b"x\nPRIORITY=0\nSYSLOG_IDENTIFIER=sshd\nMESSAGE\n\x05\0\0\0\0\0\0\0owned";
+    let messages: [&[u8]; 4] = [
+        forged,
+        b"<13>Dec  1 16:19:59 web-3 app: hi\nPRIORITY=0",
+        b"<13>Dec  1 16:19:59 host tag: \nLOGSINKD_PEER=10.0.0.1:1\n",
+        b"SYSLOG_IDENTIFIER=a=b",
+    ];
+    let mut client = TcpStream::connect(d.addr).unwrap();
+    for m in messages {
+        write!(client, "{} ", m.len()).unwrap();
+        client.write_all(m).unwrap();
+    }
+    let peer = client.local_addr().unwrap().to_string();
+    drop(client);
+    let entries = receiver.wait_for(4);
+    assert_eq!(entries[0].get("MESSAGE"), forged.as_slice());
+    assert_eq!(entries[0].text("PRIORITY"), "6");
+    assert_eq!(entries[0].text("SYSLOG_IDENTIFIER"), "logsinkd");
+    assert_eq!(entries[1].get("MESSAGE"), b"hi\nPRIORITY=0");
+    assert_eq!(entries[1].get("SYSLOG_IDENTIFIER"), b"app");
+    assert_eq!(entries[1].text("PRIORITY"), "5");
+    // The LF ending a frame is dropped by the framer, as rsyslog's forwarding adds one.
+    assert_eq!(entries[2].get("MESSAGE"), b"\nLOGSINKD_PEER=10.0.0.1:1");
+    assert!(
+        entries[3]
+            .raw
+            .starts_with(b"MESSAGE=SYSLOG_IDENTIFIER=a=b\n")
+    );
+    assert_eq!(entries[3].text("SYSLOG_IDENTIFIER"), "logsinkd");
+    for e in &entries {
+        assert_eq!(e.text("LOGSINKD_PEER"), peer, "{e:?}");
+        let names: Vec<&str> = e.fields.iter().map(|(n, _)| n.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "each field once: {names:?}");
+    }
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(receiver.entries().len(), 4);
+}
+
 /// A record bigger than a datagram may be (the send buffer caps it: 208 KiB by default, never
 /// more than 16 MiB, the largest `max_line`) goes in a sealed memfd, whole; the records around
 /// it go as datagrams, all in order.
