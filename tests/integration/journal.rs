@@ -418,7 +418,7 @@ fn forged_fields_stay_inside_their_field() {
     assert_eq!(receiver.entries().len(), 4);
 }
 
-/// A record bigger than a datagram may be (the send buffer caps it: 208 KiB by default, never
+/// A record bigger than a datagram may be (the send buffer caps it: 416 KiB by default, never
 /// more than 16 MiB, the largest `max_line`) goes in a sealed memfd, whole; the records around
 /// it go as datagrams, all in order.
 #[test]
