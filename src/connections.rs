@@ -48,13 +48,12 @@ impl Connections {
         self.slab.is_empty()
     }
 
-    /// Registers `stream` under `token(key)` and adds it, ready for a first read (data may
-    /// have arrived before registration), its idle timer armed. Fails, naming the peer, if
-    /// registering fails.
+    /// Registers `stream` (accepted with its `peer` text from `listener`) under `token(key)`
+    /// and adds it, ready for a first read (data may have arrived before registration), its
+    /// idle timer armed. Fails, naming the peer, if registering fails.
     pub fn add(
         &mut self,
-        mut stream: Stream,
-        peer: Box<[u8]>,
+        (mut stream, peer): (Stream, Box<[u8]>),
         listener: Arc<str>,
         input: Input,
         registry: &Registry,
@@ -203,8 +202,7 @@ mod tests {
         let now = Instant::now();
         conns
             .add(
-                stream,
-                Box::from(&b"p"[..]),
+                (stream, Box::from(&b"p"[..])),
                 std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
@@ -234,8 +232,7 @@ mod tests {
         let (a, _ca) = accepted(&listener);
         conns
             .add(
-                a,
-                Box::from(&b"a"[..]),
+                (a, Box::from(&b"a"[..])),
                 std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
@@ -248,8 +245,7 @@ mod tests {
         let (b, _cb) = accepted(&listener);
         conns
             .add(
-                b,
-                Box::from(&b"b"[..]),
+                (b, Box::from(&b"b"[..])),
                 std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
@@ -275,8 +271,7 @@ mod tests {
         let (silent, _c0) = accepted(&listener);
         conns
             .add(
-                silent,
-                Box::from(&b"s"[..]),
+                (silent, Box::from(&b"s"[..])),
                 std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),
@@ -287,8 +282,7 @@ mod tests {
         let (talking, mut c1) = accepted(&listener);
         conns
             .add(
-                talking,
-                Box::from(&b"t"[..]),
+                (talking, Box::from(&b"t"[..])),
                 std::sync::Arc::from("l"),
                 Input::default(),
                 poll.registry(),

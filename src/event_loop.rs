@@ -308,7 +308,7 @@ impl Server {
         let registry = self.poll.registry();
         if let Err(e) = self
             .conns
-            .add(stream, peer, listener, input, registry, client_token, now)
+            .add((stream, peer), listener, input, registry, client_token, now)
         {
             self.stats.errors += 1;
             error!("{e}");
