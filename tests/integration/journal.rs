@@ -255,7 +255,8 @@ fn daemon(dir: &Path, receiver: &Receiver, extra: &[&str]) -> (Daemon, std::net:
 }
 
 /// Every field, for a parsed RFC 5424 message (TCP), a parsed RFC 3164 one (UDP, so from
-/// another listener), a plain line with terminal escapes and a BEL, and an octet-framed
+/// another listener), a line from a unix stream client (its credentials and socket), a plain
+/// line with terminal escapes and a BEL, and an octet-framed
 /// message with LFs in it: the sender's priority, facility, tag, host and time when parsed,
 /// else info, `syslog_facility` and `logsinkd`; peer and listener always. Values with control
 /// bytes go in the binary-safe form, byte for byte.
@@ -263,6 +264,8 @@ fn daemon(dir: &Path, receiver: &Receiver, extra: &[&str]) -> (Daemon, std::net:
 fn entries_carry_every_field() {
     let dir = temp_dir();
     let receiver = Receiver::running(dir.path());
+    let unix = dir.path().join("in.sock");
+    let unix_arg = unix.to_str().unwrap();
     let options = [
         "--parse",
         "syslog",
@@ -270,6 +273,8 @@ fn entries_carry_every_field() {
         "auto",
         "--syslog-facility",
         "local3",
+        "--listen-unix",
+        unix_arg,
     ];
     let (mut d, udp) = daemon(dir.path(), &receiver, &options);
 
@@ -293,7 +298,10 @@ fn entries_carry_every_field() {
     write!(octet, "{} ", msg.len()).unwrap();
     octet.write_all(msg).unwrap();
     drop(octet);
-    let entries: Vec<Entry> = [entries, receiver.wait_for(4)[2..].to_vec()].concat();
+    let mut local = std::os::unix::net::UnixStream::connect(&unix).unwrap();
+    local.write_all(b"over a unix socket\n").unwrap();
+    drop(local);
+    let entries: Vec<Entry> = [entries, receiver.wait_for(5)[2..].to_vec()].concat();
 
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
@@ -364,8 +372,23 @@ fn entries_carry_every_field() {
     assert_eq!(multi.get("MESSAGE"), b"line one\nline two\n\tline three");
     assert_eq!(multi.text("SYSLOG_IDENTIFIER"), "trace");
     assert_eq!(multi.text("PRIORITY"), "3");
+    let by_unix = entries
+        .iter()
+        .find(|e| e.text("MESSAGE") == "over a unix socket")
+        .expect("the unix client's line");
+    assert_eq!(
+        by_unix.text("LOGSINKD_LISTENER"),
+        format!("unix {unix_arg}")
+    );
+    let unix_peer = by_unix.text("LOGSINKD_PEER");
+    // SAFETY: getuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    assert!(
+        unix_peer.starts_with("unix:pid=") && unix_peer.ends_with(&format!(",uid={uid}")),
+        "{by_unix:?}"
+    );
     assert_eq!(d.stop().code(), Some(0));
-    assert_eq!(receiver.entries().len(), 4, "nothing else sent");
+    assert_eq!(receiver.entries().len(), 5, "nothing else sent");
 }
 
 /// A client cannot forge fields or another record: LFs, `NAME=value` text and a binary-form

@@ -7,6 +7,7 @@ use std::io::Write;
 use serde_json::{Map, Value};
 
 use super::machine::{MACHINE_DEADLINE, Machine, describe};
+use super::sandbox::install_activation_drop_in;
 use super::{ADDR, boot_with_package, start};
 use crate::util::{Layout, assert_numbered, numbered_lines, wait_until};
 
@@ -51,8 +52,8 @@ fn text(entry: &Entry, name: &str) -> String {
     String::from_utf8(bytes(entry, name)).unwrap()
 }
 
-/// Boots the package with the shipped config sending to the journal, and starts it.
-fn boot_with_journal_output(test: &str) -> Option<Machine> {
+/// Boots the package with the shipped config sending to the journal.
+fn boot_with_journal_config(test: &str) -> Option<Machine> {
     let machine = boot_with_package(test)?;
     machine.write(
         CONFIG,
@@ -61,6 +62,12 @@ fn boot_with_journal_output(test: &str) -> Option<Machine> {
              framing = \"auto\"\nmax_line = \"16M\"\n"
         ),
     );
+    Some(machine)
+}
+
+/// Boots the package with the shipped config sending to the journal, and starts it.
+fn boot_with_journal_output(test: &str) -> Option<Machine> {
+    let machine = boot_with_journal_config(test)?;
     start(&machine);
     Some(machine)
 }
@@ -176,4 +183,28 @@ fn journal_output_loses_nothing_to_rate_limits() {
         },
     );
     assert_numbered(&lines, 0..COUNT, Layout::Raw);
+}
+
+/// Socket-activated with the shipped drop-in (no network of its own, `AF_UNIX` only), the
+/// service still reaches the journal: the line whose connection woke it is an entry, named
+/// with the passed socket as its listener.
+#[test]
+fn journal_output_from_the_socket_activated_service() {
+    let Some(machine) =
+        boot_with_journal_config("journal_output_from_the_socket_activated_service")
+    else {
+        return;
+    };
+    install_activation_drop_in(&machine);
+    machine.ok("systemctl", &["start", "logsinkd.socket"]);
+    assert_eq!(machine.show("logsinkd.service", "ActiveState"), "inactive");
+    let mut client = machine.connect(ADDR);
+    let peer = client.local_addr().unwrap().to_string();
+    client.write_all(b"woke the service\n").unwrap();
+    drop(client);
+    let filter = format!("LOGSINKD_PEER={peer}");
+    let entries = wait_for_entries(&machine, &[&filter], 1);
+    assert_eq!(text(&entries[0], "MESSAGE"), "woke the service");
+    assert_eq!(text(&entries[0], "LOGSINKD_LISTENER"), ADDR);
+    assert_eq!(text(&entries[0], "_SYSTEMD_UNIT"), "logsinkd.service");
 }
