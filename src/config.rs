@@ -167,7 +167,9 @@ pub struct Raw {
     unix_group: Option<String>,
 
     /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
-    /// `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]
+    /// `syslog+udp://host:port`, `syslog+tcp://host:port`, `journal` (journald's native
+    /// socket, one entry per record with its fields) or `journal:/path/to/socket`
+    /// [default: ./logsinkd.log]
     #[arg(short = 'o', long, value_name = "TARGET")]
     output: Option<String>,
 
@@ -214,8 +216,8 @@ pub struct Raw {
     #[arg(short = 'g', long, value_name = "GROUP")]
     group: Option<String>,
 
-    /// Syslog facility of recorded lines when the output is syslog; a parsed message keeps its
-    /// sender's [default: user]
+    /// Syslog facility of recorded lines when the output is syslog or the journal; a parsed
+    /// message keeps its sender's [default: user]
     #[arg(long, value_name = "NAME")]
     syslog_facility: Option<String>,
 

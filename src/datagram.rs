@@ -13,6 +13,7 @@
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -113,8 +114,9 @@ impl From<std::net::UdpSocket> for DatagramSocket {
 /// One datagram socket and whether it may hold unread datagrams.
 struct Port {
     socket: DatagramSocket,
-    /// As named in messages.
-    name: String,
+    /// As named in messages and the journal output's `LOGSINKD_LISTENER`: the address bound
+    /// (port 0 resolved).
+    name: Arc<str>,
     /// Its listener's settings (only `parse` means something to datagrams).
     input: Input,
     readable: bool,
@@ -151,6 +153,7 @@ impl Datagrams {
             socket
                 .register(registry, Token(first + i))
                 .with_context(|| format!("registering {name}"))?;
+            let name = Arc::from(socket.local_name().unwrap_or(name));
             // Datagrams may have arrived before registration (socket activation).
             ports.push(Port {
                 socket,
@@ -204,10 +207,8 @@ impl Datagrams {
     }
 
     /// The sockets' names as bound (port 0 resolved), in token order.
-    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
-        self.ports
-            .iter()
-            .map(|p| p.socket.local_name().unwrap_or_else(|_| p.name.clone()))
+    pub fn names(&self) -> impl Iterator<Item = Arc<str>> + '_ {
+        self.ports.iter().map(|p| Arc::clone(&p.name))
     }
 
     /// True if socket `index` may hold unread datagrams: it gets a turn.

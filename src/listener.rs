@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -97,7 +98,9 @@ impl From<std::net::TcpListener> for Listener {
 
 /// The stream listeners, each with its name in messages, under consecutive tokens.
 pub struct StreamListeners {
-    list: Vec<(Listener, String, Input)>,
+    /// Each listener, its name (the address bound, port 0 resolved, as `listening on` and
+    /// the journal output's `LOGSINKD_LISTENER` give it) and its settings.
+    list: Vec<(Listener, Arc<str>, Input)>,
 }
 
 impl StreamListeners {
@@ -107,11 +110,13 @@ impl StreamListeners {
         registry: &Registry,
         first: usize,
     ) -> Result<StreamListeners> {
-        let mut list = listeners;
-        for (i, (listener, name, _)) in list.iter_mut().enumerate() {
+        let mut list = Vec::with_capacity(listeners.len());
+        for (i, (mut listener, name, input)) in listeners.into_iter().enumerate() {
             listener
                 .register(registry, Token(first + i))
                 .with_context(|| format!("registering listener {name}"))?;
+            let name = listener.local_name().unwrap_or(name);
+            list.push((listener, Arc::from(name), input));
         }
         Ok(StreamListeners { list })
     }
@@ -126,16 +131,14 @@ impl StreamListeners {
     }
 
     /// Listener `index`, its name and its settings.
-    pub fn get(&self, index: usize) -> (&Listener, &str, &Input) {
+    pub fn get(&self, index: usize) -> (&Listener, &Arc<str>, &Input) {
         let (listener, name, input) = &self.list[index];
         (listener, name, input)
     }
 
     /// The listeners' names as bound (port 0 resolved), in token order.
-    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
-        self.list
-            .iter()
-            .map(|(l, name, _)| l.local_name().unwrap_or_else(|_| name.clone()))
+    pub fn names(&self) -> impl Iterator<Item = Arc<str>> + '_ {
+        self.list.iter().map(|(_, name, _)| Arc::clone(name))
     }
 
     /// `listening on 127.0.0.1:5140` for each listener.

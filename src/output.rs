@@ -107,11 +107,11 @@ impl Output {
         self.health.retry_at = None;
     }
 
-    /// Output files open now: the file sink's one (syslog outputs have none).
+    /// Output files open now: the file sink's one (syslog and journal outputs have none).
     pub fn open_files(&self) -> u64 {
         match self.sink {
             Sink::File(_) => 1,
-            Sink::Syslog(_) => 0,
+            Sink::Syslog(_) | Sink::Journal(_) => 0,
         }
     }
 

@@ -55,8 +55,11 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
+    /// The records come in on the listener whose counters `stats` are (and whose name the
+    /// journal output records).
     #[inline]
     pub fn new(framing: &'a mut Framing, sink: &'a mut Sink, stats: &'a mut ListenerStats) -> Self {
+        sink.set_listener(&stats.name);
         Recorder {
             sink,
             stats,

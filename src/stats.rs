@@ -8,6 +8,7 @@
 //! Totals over the listeners are summed when asked for (a few dozen listeners at most).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// One listener's counters (a stream listener or a datagram socket). Adding a counter here is
@@ -32,8 +33,9 @@ pub struct ListenerStats {
     /// Connections to a PROXY protocol listener reset: not from `proxy_from`, or no valid
     /// header in time.
     pub proxy_refused: u64,
-    /// As named in messages (`127.0.0.1:5140`, `udp 127.0.0.1:5140`).
-    pub name: String,
+    /// As named in messages and the journal output's `LOGSINKD_LISTENER` (`127.0.0.1:5140`,
+    /// `udp 127.0.0.1:5140`): the address bound, port 0 resolved.
+    pub name: Arc<str>,
 }
 
 /// What happened to the output.

@@ -6,7 +6,7 @@ complete -c logsinkd -l listen-unix-dgram -d 'Unix datagram socket to take messa
 complete -c logsinkd -l unix-mode -d 'Mode of the unix sockets logsinkd creates, in octal, as a string in the file ("0660"); connecting needs write permission [default: 0660]' -r
 complete -c logsinkd -l unix-owner -d 'Owner (name or uid) of the unix sockets logsinkd creates [default: the starting user]' -r
 complete -c logsinkd -l unix-group -d 'Group (name or gid) of the unix sockets logsinkd creates [default: the starting group]' -r
-complete -c logsinkd -s o -l output -d 'Where records go: a file path, `syslog`, `syslog:/path/to/socket`, `syslog+udp://host:port` or `syslog+tcp://host:port` [default: ./logsinkd.log]' -r
+complete -c logsinkd -s o -l output -d 'Where records go: a file path, `syslog`, `syslog:/path/to/socket`, `syslog+udp://host:port`, `syslog+tcp://host:port`, `journal` (journald\'s native socket, one entry per record with its fields) or `journal:/path/to/socket` [default: ./logsinkd.log]' -r
 complete -c logsinkd -l format -d 'Record format: `default` (time, peer, escaped line), `raw` (bytes as received), `json`, or `syslog` (the classic syslog file layout: timestamp, host, tag, message)' -r
 complete -c logsinkd -l framing -d 'How stream clients\' bytes are cut into messages: `lines` (each line), `octet` (RFC 6587 octet counting, `LEN <msg>`, as rsyslog and syslog-ng forward) or `auto` (octet if a connection starts with a complete `LEN <PRI>` header, else lines); a listener\'s table may override it [default: lines]' -r
 complete -c logsinkd -l parse -d '`syslog`: scan each message for RFC 5424 / RFC 3164 fields (for the json and syslog formats and syslog relaying; a message that does not parse is recorded as it is); `none`: record messages as they are; a listener\'s table may override it [default: none]' -r
@@ -14,7 +14,7 @@ complete -c logsinkd -l max-line -d 'Longest line recorded as one record; longer
 complete -c logsinkd -s p -l pid-file -d 'Write the daemon\'s pid to this file once it is ready; removed at exit' -r -F
 complete -c logsinkd -s u -l user -d 'Switch to this user after binding the listeners and opening the output' -r
 complete -c logsinkd -s g -l group -d 'Switch to this group after binding the listeners and opening the output [default: the user\'s primary group]' -r
-complete -c logsinkd -l syslog-facility -d 'Syslog facility of recorded lines when the output is syslog; a parsed message keeps its sender\'s [default: user]' -r
+complete -c logsinkd -l syslog-facility -d 'Syslog facility of recorded lines when the output is syslog or the journal; a parsed message keeps its sender\'s [default: user]' -r
 complete -c logsinkd -l syslog-format -d 'Message format sent to a syslog output: `rfc3164` (the classic BSD format, what syslog(3) sends) or `rfc5424` [default: rfc3164]' -r
 complete -c logsinkd -l syslog-framing -d 'How messages are framed on a `syslog+tcp://` output: `lines` (each ends with LF) or `octet` (RFC 6587 octet counting, for messages that hold LFs) [default: lines]' -r
 complete -c logsinkd -l max-connections -d 'Most client connections open at once; at the cap new clients wait in the kernel\'s backlog [default: derived from the open-file limit]' -r

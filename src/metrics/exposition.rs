@@ -319,7 +319,7 @@ mod tests {
             unparsed: 3,
             denied: 8,
             proxy_refused: 10,
-            name: String::new(),
+            name: "tcp 127.0.0.1:5140".into(),
         };
         stats.listeners[2].lines = 4;
         stats.listeners[2].denied = 12;

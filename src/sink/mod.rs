@@ -1,15 +1,18 @@
-//! Where records go: a file (`file.rs`) or syslog (`syslog.rs`).
+//! Where records go: a file (`file.rs`), syslog (`syslog.rs`) or the journal (`journal.rs`).
 //!
-//! Both keep what they could not write yet in a backlog and report its size, so the event loop
+//! All keep what they could not write yet in a backlog and report its size, so the event loop
 //! can stop reading from clients while the output cannot take data (TCP flow control then
 //! pushes back on the clients) instead of dropping anything.
 
 mod file;
+mod journal;
+mod queue;
 mod syslog;
 mod syslog_addr;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
@@ -17,8 +20,9 @@ use crate::format::Format;
 use crate::framing::run_lines;
 use crate::syslog_parse::Message;
 pub use file::{FileId, FileSink, Owner, chown_to, file_id, file_kind, open_regular, still_names};
+pub use journal::{DEFAULT_SOCKET as JOURNAL_SOCKET, JournalSink};
 pub use syslog::{SyslogFraming, SyslogOptions, SyslogProtocol, SyslogSink};
-pub(crate) use syslog::{UnixConn, connect_local};
+pub(crate) use syslog::{UnixConn, connect_local, connect_unix};
 pub use syslog_addr::SyslogAddr;
 
 /// An output as configured.
@@ -26,13 +30,25 @@ pub use syslog_addr::SyslogAddr;
 pub enum Target {
     File(PathBuf),
     Syslog(SyslogAddr),
+    /// journald's native socket, or (`journal:/path`) a socket at this path.
+    Journal(Option<PathBuf>),
 }
 
 impl Target {
-    /// `syslog`, `syslog:/path`, `syslog+udp://host:port`, `syslog+tcp://host:port`, else a path.
+    /// `syslog`, `syslog:/path`, `syslog+udp://host:port`, `syslog+tcp://host:port`,
+    /// `journal`, `journal:/path`, else a path.
     pub fn parse(text: &str) -> Result<Target> {
         if text.is_empty() {
             bail!("empty output");
+        }
+        if text == "journal" {
+            return Ok(Target::Journal(None));
+        }
+        if let Some(path) = text.strip_prefix("journal:") {
+            if path.is_empty() {
+                bail!("expected a socket path after `journal:`");
+            }
+            return Ok(Target::Journal(Some(PathBuf::from(path))));
         }
         if let Some(addr) = SyslogAddr::parse(text)? {
             return Ok(Target::Syslog(addr));
@@ -43,7 +59,10 @@ impl Target {
     /// Makes a relative file or syslog socket path absolute, so a daemon that changes
     /// directory (to `/`, once daemonized) still finds it when it reopens or reconnects.
     pub fn absolutize(&mut self, base: &Path) {
-        if let Target::File(path) | Target::Syslog(SyslogAddr::Unix(path)) = self {
+        if let Target::File(path)
+        | Target::Syslog(SyslogAddr::Unix(path))
+        | Target::Journal(Some(path)) = self
+        {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
@@ -56,6 +75,8 @@ impl fmt::Display for Target {
         match self {
             Target::File(path) => write!(f, "{}", path.display()),
             Target::Syslog(addr) => write!(f, "{addr}"),
+            Target::Journal(None) => write!(f, "journal"),
+            Target::Journal(Some(path)) => write!(f, "journal:{}", path.display()),
         }
     }
 }
@@ -93,6 +114,7 @@ impl SinkError {
 pub enum Sink {
     File(FileSink),
     Syslog(SyslogSink),
+    Journal(JournalSink),
 }
 
 impl Sink {
@@ -107,7 +129,19 @@ impl Sink {
         Ok(match target {
             Target::File(path) => Sink::File(FileSink::open(path, format, owner)?),
             Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), syslog)?),
+            Target::Journal(path) => {
+                Sink::Journal(JournalSink::open(path.as_deref(), &syslog.facility)?)
+            }
         })
+    }
+
+    /// The records queued from now on came in on `listener` (as `listening on` names it):
+    /// the journal output records it with each (`LOGSINKD_LISTENER`).
+    #[inline]
+    pub fn set_listener(&mut self, listener: &Arc<str>) {
+        if let Sink::Journal(s) = self {
+            s.set_listener(listener);
+        }
     }
 
     /// Queues one record (written by the next `flush`).
@@ -116,6 +150,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.record(time, peer, line),
             Sink::Syslog(s) => s.record(time, peer, line),
+            Sink::Journal(s) => s.record(peer, line),
         }
     }
 
@@ -124,15 +159,16 @@ impl Sink {
         match self {
             Sink::File(s) => s.record_parsed(time, peer, line, msg),
             Sink::Syslog(s) => s.record_parsed(time, peer, msg),
+            Sink::Journal(s) => s.record_parsed(peer, msg),
         }
     }
 
     /// True if records show a message's syslog fields (the `json` and `syslog` formats, a
-    /// syslog output), so that parsing them is worth its cost.
+    /// syslog or journal output), so that parsing them is worth its cost.
     pub fn shows_fields(&self) -> bool {
         match self {
             Sink::File(s) => s.format().shows_fields(),
-            Sink::Syslog(_) => true,
+            Sink::Syslog(_) | Sink::Journal(_) => true,
         }
     }
 
@@ -146,16 +182,17 @@ impl Sink {
                     s.record(time, peer, line);
                 }
             }
+            Sink::Journal(s) => s.record_lines(peer, lines),
         }
     }
 
     /// The batch that raw-format records are queued in, for reading straight into it: the
-    /// records are the bytes as received. `None` for other formats and for syslog.
+    /// records are the bytes as received. `None` for other formats, syslog and the journal.
     #[inline]
     pub fn raw_batch(&mut self) -> Option<&mut Vec<u8>> {
         match self {
             Sink::File(s) => s.raw_batch(),
-            Sink::Syslog(_) => None,
+            Sink::Syslog(_) | Sink::Journal(_) => None,
         }
     }
 
@@ -164,6 +201,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.flush().map_err(SinkError::Failed),
             Sink::Syslog(s) => s.flush(),
+            Sink::Journal(s) => s.flush(),
         }
     }
 
@@ -172,6 +210,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.backlog(),
             Sink::Syslog(s) => s.backlog(),
+            Sink::Journal(s) => s.backlog(),
         }
     }
 
@@ -180,14 +219,16 @@ impl Sink {
         match self {
             Sink::File(s) => s.reopen(),
             Sink::Syslog(s) => s.reopen(),
+            Sink::Journal(s) => s.reopen(),
         }
     }
 
-    /// The socket to watch for writability while the receiver is busy (syslog only).
+    /// The socket to watch for writability while the receiver is busy (syslog, journal).
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         match self {
             Sink::File(_) => None,
             Sink::Syslog(s) => s.raw_fd(),
+            Sink::Journal(s) => s.raw_fd(),
         }
     }
 
@@ -195,7 +236,7 @@ impl Sink {
     pub fn sync(&mut self) -> Result<()> {
         match self {
             Sink::File(s) => s.sync(),
-            Sink::Syslog(_) => Ok(()),
+            Sink::Syslog(_) | Sink::Journal(_) => Ok(()),
         }
     }
 }
@@ -232,10 +273,26 @@ mod tests {
             ("syslog:/dev/log", "syslog:/dev/log"),
             ("syslog", "syslog"),
             ("syslog+tcp://host:514", "syslog+tcp://host:514"),
+            ("journal", "journal"),
+            ("journal:rel/sock", "journal:/srv/logs/rel/sock"),
+            (
+                "journal:/run/systemd/journal/socket",
+                "journal:/run/systemd/journal/socket",
+            ),
         ] {
             let mut target = Target::parse(given).unwrap();
             target.absolutize(base);
             assert_eq!(target.to_string(), expected, "{given}");
         }
+    }
+
+    /// `journal:` needs a path; a name that only starts like it is a file.
+    #[test]
+    fn journal_targets() {
+        assert!(Target::parse("journal:").is_err());
+        assert_eq!(
+            Target::parse("journalx").unwrap(),
+            Target::File(PathBuf::from("journalx"))
+        );
     }
 }

@@ -21,7 +21,6 @@
 //! resolver never stalls the loop. Datagrams go whole or not at all; on a stream a message
 //! may be cut by a broken connection, and is then sent again whole on the next one.
 
-use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
@@ -34,6 +33,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
+use super::queue::Queue;
 use super::{SinkError, SyslogAddr};
 use crate::config::Choice;
 use crate::diag::{error, info, warning};
@@ -171,7 +171,7 @@ pub(crate) fn connect_local() -> io::Result<UnixConn> {
 
 /// What to do after a send failed with an error.
 #[derive(Debug, PartialEq, Eq)]
-enum AfterSendError {
+pub(super) enum AfterSendError {
     /// Interrupted: try again at once.
     Retry,
     /// The receiver's queue (or our socket's send buffer) is full: its socket becomes
@@ -185,7 +185,7 @@ enum AfterSendError {
     Reconnect,
 }
 
-fn after_send_error(e: &io::Error) -> AfterSendError {
+pub(super) fn after_send_error(e: &io::Error) -> AfterSendError {
     match e.kind() {
         ErrorKind::Interrupted => AfterSendError::Retry,
         ErrorKind::WouldBlock => AfterSendError::WhenWritable,
@@ -208,17 +208,10 @@ pub struct SyslogSink {
     /// A message's header, built here before it is queued.
     header: Vec<u8>,
     conn: Option<Conn>,
-    /// Framed messages not yet sent, oldest first, back to back in one buffer from `head` on:
-    /// a queued message costs its bytes and its length in `lens`, not an allocation of its own
-    /// (as a `Vec` each, the messages of short lines took 2-2.4 times their bytes).
-    frames: Vec<u8>,
-    /// Where the front message starts in `frames`.
-    head: usize,
-    /// The length of each queued message, oldest first.
-    lens: VecDeque<u32>,
+    /// Framed messages not yet sent, oldest first.
+    queue: Queue,
     /// Bytes of the front message already written to a stream connection.
     sent: usize,
-    queued_bytes: usize,
 }
 
 impl SyslogSink {
@@ -249,11 +242,8 @@ impl SyslogSink {
             framing: options.framing,
             header: Vec::new(),
             conn: None,
-            frames: Vec::new(),
-            head: 0,
-            lens: VecDeque::new(),
+            queue: Queue::default(),
             sent: 0,
-            queued_bytes: 0,
         };
         // Fail at start-up, where the admin sees it, if the receiver is not there at all.
         sink.conn = match sink.connect() {
@@ -382,56 +372,39 @@ impl SyslogSink {
 
     /// Queues the message `write` appends, framed for the connection.
     fn push(&mut self, write: impl FnOnce(&mut Vec<u8>, &Formatter3164)) {
-        let start = self.frames.len();
-        write(&mut self.frames, &self.formatter);
-        if matches!(self.addr, SyslogAddr::Tcp(_)) {
-            match self.framing {
-                SyslogFraming::Lines => self.frames.push(b'\n'),
-                SyslogFraming::Octet => {
-                    let count = format!("{} ", self.frames.len() - start);
-                    self.frames.splice(start..start, count.into_bytes());
+        let (formatter, tcp) = (&self.formatter, matches!(self.addr, SyslogAddr::Tcp(_)));
+        let framing = self.framing;
+        self.queue.push(|frames| {
+            let start = frames.len();
+            write(frames, formatter);
+            if tcp {
+                match framing {
+                    SyslogFraming::Lines => frames.push(b'\n'),
+                    SyslogFraming::Octet => {
+                        let count = format!("{} ", frames.len() - start);
+                        frames.splice(start..start, count.into_bytes());
+                    }
                 }
             }
-        }
-        let len = self.frames.len() - start;
-        self.queued_bytes += len;
-        // A message is at most MAX_TEXT plus its header: it fits.
-        self.lens.push_back(len as u32);
-    }
-
-    /// Lets go of the space of sent messages: all of it once the queue is empty, else by
-    /// moving the rest to the front once the sent part is the larger half (so each byte moves
-    /// at most once on average).
-    fn compact(&mut self) {
-        if self.lens.is_empty() {
-            self.frames.clear();
-            self.head = 0;
-            if self.frames.capacity() > 1 << 20 {
-                self.frames = Vec::new();
-            }
-        } else if self.head > self.frames.len() / 2 {
-            self.frames.drain(..self.head);
-            self.head = 0;
-        }
+        });
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.take_lookup();
         // A stream receiver that went away since the last flush has sent FIN; writing now
         // would succeed locally and the bytes be lost to its RST. Reconnect first instead.
-        if self.sent == 0 && !self.lens.is_empty() && self.stream_closed_by_peer() {
+        if self.sent == 0 && !self.queue.is_empty() && self.stream_closed_by_peer() {
             self.conn = None;
         }
         let result = self.send_queued();
-        self.compact();
+        self.queue.compact();
         result
     }
 
     /// Sends queued messages, oldest first, until the queue is empty or the receiver takes no
     /// more.
     fn send_queued(&mut self) -> Result<(), SinkError> {
-        while let Some(&len) = self.lens.front() {
-            let frame = &self.frames[self.head..self.head + len as usize];
+        while let Some(frame) = self.queue.front() {
             let conn = match &mut self.conn {
                 Some(conn) => conn,
                 None => {
@@ -463,9 +436,7 @@ impl SyslogSink {
             };
             let e = match result {
                 Ok(true) => {
-                    self.queued_bytes -= frame.len();
-                    self.head += frame.len();
-                    self.lens.pop_front();
+                    self.queue.pop();
                     self.sent = 0;
                     continue;
                 }
@@ -499,7 +470,7 @@ impl SyslogSink {
     }
 
     pub fn backlog(&self) -> usize {
-        self.queued_bytes
+        self.queue.bytes()
     }
 
     /// True if the stream connection's receiver closed it (recv peeks EOF or an error).
@@ -874,14 +845,9 @@ mod tests {
 
     /// The queued messages of `sink`, each as text.
     fn queued(sink: &SyslogSink) -> Vec<String> {
-        let mut at = sink.head;
-        sink.lens
-            .iter()
-            .map(|&len| {
-                let frame = &sink.frames[at..at + len as usize];
-                at += len as usize;
-                String::from_utf8_lossy(frame).into_owned()
-            })
+        sink.queue
+            .messages()
+            .map(|frame| String::from_utf8_lossy(frame).into_owned())
             .collect()
     }
 

@@ -198,6 +198,34 @@ fn syslog_growth(len: usize) -> u64 {
     peak_growth_at_high_water("syslog output", &d, client, 1, len, before, queued)
 }
 
+/// Peak RSS growth (KiB) of a journal output whose journald never reads, at `HIGH_WATER`.
+fn journal_growth(len: usize) -> u64 {
+    let dir = temp_dir();
+    let path = dir.path().join("journal.sock");
+    let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let d = DaemonBuilder::new(dir.path())
+        .output(&format!("journal:{}", path.display()))
+        .start();
+    let before = peak_rss_kib(d.pid());
+    // One entry read: the exact size of every entry of this client (the same fields, lines
+    // of the same length).
+    let mut client = d.connect();
+    std::io::Write::write_all(&mut client, &line_of_len(0, len)).unwrap();
+    receiver.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut entry = vec![0; 64 * 1024];
+    let entry = receiver.recv(&mut entry).unwrap() as u64;
+    let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    while filler.send_to(b"filler", &path).is_ok() {}
+    let queued = |lines| (lines - 1) * entry;
+    peak_growth_at_high_water("journal output", &d, client, 1, len, before, queued)
+}
+
+/// Peak RSS growth allowed with `HIGH_WATER` queued in a journal output: as `QUEUE_PEAK_KIB`,
+/// but the entries of the read that crossed it are bigger: an empty line's entry is about 140
+/// bytes (six fields with their names), so 64 KiB of empty lines queue 9 MiB more.
+const JOURNAL_QUEUE_PEAK_KIB: u64 = 20 << 10;
+
 /// Peak RSS growth allowed with `HIGH_WATER` queued: 8 MiB, plus the records of the read that
 /// crossed it (at most 64 KiB of input: 3.2 MiB of `default` records, 5 MiB of `json` ones
 /// when every line is empty), plus allocator slack. A syslog output queues its messages back
@@ -205,7 +233,7 @@ fn syslog_growth(len: usize) -> u64 {
 const QUEUE_PEAK_KIB: u64 = 14 << 10;
 
 /// Memory with the output backed up: a file output on a full disk holding `HIGH_WATER` of
-/// records in each format, and a syslog output whose receiver never reads holding
+/// records in each format, and a syslog or journal output whose receiver never reads holding
 /// `HIGH_WATER` of messages, stay within the bounds above, with lines from empty to 1000 bytes.
 #[test]
 fn memory_bounded_with_output_backed_up() {
@@ -226,6 +254,12 @@ fn memory_bounded_with_output_backed_up() {
         assert!(
             growth < QUEUE_PEAK_KIB,
             "syslog output, {len}-byte lines: peak RSS grew {growth} KiB"
+        );
+        let growth = journal_growth(len);
+        eprintln!("journal output, {len}-byte lines: peak RSS grew {growth} KiB");
+        assert!(
+            growth < JOURNAL_QUEUE_PEAK_KIB,
+            "journal output, {len}-byte lines: peak RSS grew {growth} KiB"
         );
     }
 }

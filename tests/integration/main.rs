@@ -6,6 +6,7 @@ mod completions;
 mod config;
 mod daemon_mode;
 mod faults;
+mod journal;
 mod limits;
 mod load;
 mod man;

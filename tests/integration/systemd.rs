@@ -4,6 +4,7 @@
 //! with systemctl, logrotate, journalctl and TCP clients on the machine's loopback. The tests
 //! need root and systemd; elsewhere they say why they are skipped and pass.
 
+mod journal;
 mod machine;
 mod package;
 mod parse;
