@@ -113,8 +113,7 @@ fn denied_datagrams_are_dropped() {
             "127.0.0.1",
         ],
     );
-    let line = d.log.wait_for("listening on udp ");
-    let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let addr = d.log.udp_addr();
     let outsider = UdpSocket::bind("127.0.0.2:0").unwrap();
     let insider = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..3 {
@@ -160,8 +159,7 @@ fn forged_source_flood_is_logged_within_bounds() {
         dir.path(),
         &["--listen-udp", "127.0.0.1:0", "--allow", "10.0.0.0/8"],
     );
-    let line = d.log.wait_for("listening on udp ");
-    let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let addr = d.log.udp_addr();
     let before = peak_rss_kib(d.pid());
     for n in 0..3000u32 {
         let [_, _, hi, lo] = (n + 256).to_be_bytes();

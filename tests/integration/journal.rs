@@ -249,8 +249,7 @@ fn daemon(dir: &Path, receiver: &Receiver, extra: &[&str]) -> (Daemon, std::net:
         .args(extra)
         .output(&target)
         .start();
-    let line = d.log.wait_for("listening on udp ");
-    let udp = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let udp = d.log.udp_addr();
     (d, udp)
 }
 

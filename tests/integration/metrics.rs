@@ -125,14 +125,7 @@ fn metrics_pass_promtool_and_count() {
     };
     let dir = temp_dir();
     let (d, metrics) = start(dir.path(), &["--listen-udp", "127.0.0.1:0"]);
-    let udp_addr: SocketAddr = d
-        .log
-        .wait_for("listening on udp ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let udp_addr: SocketAddr = d.log.udp_addr();
     log_lines(&d, 3, 3);
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sender.send_to(b"one\ntwo\n", udp_addr).unwrap();

@@ -132,14 +132,7 @@ fn sigterm_during_a_tcp_flood() {
 fn sigterm_during_a_udp_flood() {
     let dir = temp_dir();
     let mut d = Daemon::start(dir.path(), &["--listen-udp", "127.0.0.1:0"]);
-    let udp: SocketAddr = d
-        .log
-        .wait_for("listening on udp ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let udp: SocketAddr = d.log.udp_addr();
     let innocent = innocent_client(&d);
     let flood = Flood::spawn(2, move |stop| {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -11,8 +11,7 @@ fn start_udp(dir: &std::path::Path, extra: &[&str]) -> (Daemon, SocketAddr) {
     let mut args = vec!["--listen-udp", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let d = Daemon::start(dir, &args);
-    let line = d.log.wait_for("listening on udp ");
-    let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let addr = d.log.udp_addr();
     (d, addr)
 }
 

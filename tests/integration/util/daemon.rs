@@ -66,6 +66,14 @@ impl LogLines {
     pub fn wait_for(&self, pattern: &str) -> String {
         self.wait_for_nth(pattern, 1)
     }
+
+    /// The address of the (first) UDP socket, from its `listening on udp ADDR` line.
+    pub fn udp_addr(&self) -> SocketAddr {
+        let line = self.wait_for("listening on udp ");
+        let addr = line.rsplit(' ').next().unwrap_or_default();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("no UDP address in {line:?}: {e}"))
+    }
 }
 
 /// A running logsinkd in the foreground.
