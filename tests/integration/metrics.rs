@@ -180,8 +180,13 @@ fn metrics_pass_promtool_and_count() {
     let started = sample(&text, "process_start_time_seconds").unwrap();
     assert!(started <= now && started + 600 > now, "{started} vs {now}");
 
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, &text).unwrap();
+    promtool_accepts(&promtool, dir.path(), &text);
+}
+
+/// `promtool check metrics` takes `text` without a word.
+fn promtool_accepts(promtool: &Path, dir: &Path, text: &str) {
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
     let out = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(&file).unwrap())
@@ -194,6 +199,58 @@ fn metrics_pass_promtool_and_count() {
     );
     assert!(out.status.success(), "promtool: {said}\n{text}");
     assert_eq!(said.trim(), "", "promtool warns:\n{text}");
+}
+
+/// Senders turned away are served per listener: a PROXY header naming a client outside
+/// `allow` and a datagram from outside it count in `logsinkd_denied_total` of their listener,
+/// a connection with garbage instead of a PROXY header in `logsinkd_proxy_refused_total`; the
+/// text still passes promtool.
+#[test]
+fn turned_away_senders_are_served() {
+    let Some(promtool) = tool("promtool", "prometheus") else {
+        return;
+    };
+    let dir = temp_dir();
+    let (d, metrics) = start(
+        dir.path(),
+        &[
+            "--listen-udp",
+            "127.0.0.1:0",
+            "--allow",
+            "127.0.0.1",
+            "--proxy-protocol",
+            "--proxy-from",
+            "127.0.0.1",
+        ],
+    );
+    let udp_addr = d.log.udp_addr();
+    // From the balancer (127.0.0.1), naming a client outside `allow`: denied.
+    let mut denied = d.connect();
+    denied
+        .write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 5140\r\nnot recorded\n")
+        .unwrap();
+    // From the balancer, with no header: refused.
+    let mut garbage = d.connect();
+    garbage.write_all(b"hello, no header here\r\n").unwrap();
+    // A datagram from outside `allow`: denied on the UDP socket.
+    let outsider = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    outsider.send_to(b"dropped\n", udp_addr).unwrap();
+
+    let udp = |name: &str| format!("{name}{{listener=\"udp://{udp_addr}\"}}");
+    wait_for_sample(metrics, &udp("logsinkd_denied_total"), 1);
+    wait_for_sample(metrics, &of_tcp("logsinkd_proxy_refused_total", &d), 1);
+    let text = wait_for_sample(metrics, &of_tcp("logsinkd_denied_total", &d), 1);
+    assert_eq!(
+        sample(&text, &of_tcp("logsinkd_connections_open", &d)),
+        Some(0),
+        "turned-away clients hold no slot"
+    );
+    assert!(
+        !text.contains("logsinkd_proxy_refused_total{listener=\"udp"),
+        "PROXY is TCP's only: {text}"
+    );
+    promtool_accepts(&promtool, dir.path(), &text);
+    assert_eq!(d.output(), "", "nothing recorded");
 }
 
 /// A Prometheus server, started on a free loopback port with its own storage in `dir`, and
