@@ -50,6 +50,22 @@ pub fn expect_reset(stream: &mut TcpStream) {
     }
 }
 
+/// Waits until the daemon closes `stream` in order (a read returns end of file) without
+/// sending anything; fails on data, a reset, or nothing within the deadline.
+pub fn expect_closed(stream: &mut TcpStream) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(super::DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => panic!("the daemon sent {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("expected a close, got {e}"),
+        }
+    }
+}
+
 /// Writes `data` on `stream` and waits until the daemon resets it: the reset may already
 /// come as the write's error (a daemon that resets at accept can be that quick).
 pub fn write_expect_reset(stream: &mut TcpStream, data: &[u8]) {
