@@ -136,6 +136,18 @@ pub fn write_parsed(
     }
 }
 
+/// Adds `,"name":"<escaped value>"` to the JSON record that `out` ends with (its `}\n`
+/// moved after it): the TLS listeners' `tls_peer` (sink/file.rs).
+pub fn json_add_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    debug_assert!(out.ends_with(b"}\n"), "a json record ends with }}\\n");
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_string(out, value, false);
+    out.extend_from_slice(b"}\n");
+}
+
 /// Appends a JSON record's `{"time":"…","peer":"…","line":"…"`, the object left open for
 /// more fields; true if the line went in as it is (see `json_string`).
 fn json_open(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8]) -> bool {

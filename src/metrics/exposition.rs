@@ -16,6 +16,8 @@ use crate::stats::{ListenerStats, Stats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Tcp,
+    /// TCP with TLS (`listen_tls`).
+    Tls,
     Unix,
     Udp,
     UnixDgram,
@@ -23,7 +25,7 @@ pub enum Kind {
 
 impl Kind {
     fn stream(self) -> bool {
-        matches!(self, Kind::Tcp | Kind::Unix)
+        matches!(self, Kind::Tcp | Kind::Tls | Kind::Unix)
     }
 }
 
@@ -40,6 +42,7 @@ impl ListenerInfo {
     pub fn new(kind: Kind, address: &str) -> ListenerInfo {
         let scheme = match kind {
             Kind::Tcp => "tcp://",
+            Kind::Tls => "tls://",
             Kind::Udp => "udp://",
             Kind::Unix => "unix:",
             Kind::UnixDgram => "unix-dgram:",
@@ -79,8 +82,9 @@ pub struct Family {
 const STREAM: fn(Kind) -> bool = Kind::stream;
 const ALL: fn(Kind) -> bool = |_| true;
 /// TCP and UDP: the listeners `allow` applies to.
-const IP: fn(Kind) -> bool = |k| matches!(k, Kind::Tcp | Kind::Udp);
+const IP: fn(Kind) -> bool = |k| matches!(k, Kind::Tcp | Kind::Tls | Kind::Udp);
 const TCP: fn(Kind) -> bool = |k| k == Kind::Tcp;
+const TLS: fn(Kind) -> bool = |k| k == Kind::Tls;
 
 /// The per-listener families from `ListenerStats`, in the order they are served.
 pub const LISTENER_METRICS: &[Family] = &[
@@ -143,6 +147,15 @@ pub const LISTENER_METRICS: &[Family] = &[
                valid header in time.",
         applies: TCP,
         value: |l| l.proxy_refused,
+    },
+    Family {
+        name: "logsinkd_tls_handshake_failures_total",
+        kind: "counter",
+        help: "TLS clients closed before their handshake completed: not TLS, refused \
+               certificate, not in tls_peers, no handshake within tls_handshake_timeout, or \
+               gone mid-handshake.",
+        applies: TLS,
+        value: |l| l.tls_handshake_failures,
     },
 ];
 
