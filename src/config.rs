@@ -391,7 +391,10 @@ impl Raw {
         )?;
         let listen_udp = addresses("listen_udp", &self.listen_udp.unwrap_or_default())?;
         let listen_tls = addresses("listen_tls", &self.listen_tls.unwrap_or_default())?;
-        if let Some(addr) = listen_tls.iter().find(|a| listen.contains(a)) {
+        if let Some(addr) = listen_tls
+            .iter()
+            .find(|a| a.port() != 0 && listen.contains(a))
+        {
             bail!(
                 "key `listen_tls`: `{addr}` is also in `listen`; a TLS listener needs an address \
                  (or port) of its own"
