@@ -299,3 +299,324 @@ if $programname != "rsyslogd" then action(type="omfwd" target="127.0.0.1" port="
         d.log.all()
     );
 }
+
+/// A TLS client that writes `lines` as one TLS record each, then waits for nothing.
+fn send_lines(client: &mut TlsClient, lines: impl IntoIterator<Item = String>) {
+    for line in lines {
+        client.write_all(line.as_bytes()).unwrap();
+    }
+    client.flush().unwrap();
+}
+
+/// The certificate logsinkd presented to `client`.
+fn presented(client: &TlsClient) -> Vec<u8> {
+    client.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// SIGHUP while a client streams: the files are read again, new connections get the new
+/// certificate (checked from the client side), the streaming client keeps its connection and
+/// loses nothing. A reload that fails (the key gone) is logged with the file and the reason,
+/// and new connections keep getting the certificate last loaded.
+#[test]
+fn sighup_rotates_the_certificate_while_a_client_streams() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir)
+            .args(files.args())
+            .args(["--format", "json"]),
+    );
+    let config = files.pki.client_config(None);
+    let mut streaming = tls_connect(addr, config.clone());
+    assert_eq!(presented(&streaming), files.server.der.to_vec());
+    send_lines(&mut streaming, (0..250).map(|i| format!("streamed {i}\n")));
+
+    let renewed = files.pki.issue(&["localhost", "127.0.0.1"], Validity::Now);
+    renewed.write(dir, "server");
+    d.signal(libc::SIGHUP);
+    d.log.wait_for("TLS: certificate, key and CA read again");
+    send_lines(
+        &mut streaming,
+        (250..500).map(|i| format!("streamed {i}\n")),
+    );
+    let mut fresh = tls_connect(addr, config.clone());
+    assert_eq!(
+        presented(&fresh),
+        renewed.der.to_vec(),
+        "new connections get the new one"
+    );
+    send_lines(&mut fresh, ["from the fresh client\n".to_string()]);
+
+    // A reload that fails keeps what was loaded.
+    std::fs::remove_file(&files.key).unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.log.wait_for("TLS: reloading failed");
+    assert!(
+        line.contains(&format!("tls_key {}: does not exist", files.key.display())),
+        "{line}"
+    );
+    let mut after = tls_connect(addr, config);
+    assert_eq!(presented(&after), renewed.der.to_vec());
+    send_lines(&mut after, ["after the failed reload\n".to_string()]);
+    send_lines(
+        &mut streaming,
+        (500..600).map(|i| format!("streamed {i}\n")),
+    );
+    streaming.conn.send_close_notify();
+    streaming.flush().unwrap();
+
+    let records = json_records(&d, 602);
+    let lines: Vec<&str> = records
+        .iter()
+        .map(|r| r["line"].as_str().unwrap())
+        .collect();
+    let streamed: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("streamed "))
+        .collect();
+    let want: Vec<String> = (0..600).map(|i| format!("streamed {i}")).collect();
+    assert_eq!(streamed, want, "the streaming client lost nothing");
+    assert!(lines.contains(&"from the fresh client") && lines.contains(&"after the failed reload"));
+    assert!(
+        records.iter().all(|r| r.get("tls_peer").is_none()),
+        "no client certificates asked"
+    );
+}
+
+/// The first `n` bytes a TLS client sends: part of its ClientHello.
+fn client_hello(config: std::sync::Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// A client that sends half a ClientHello and stalls is reset at `tls_handshake_timeout`,
+/// counted and logged; meanwhile other clients are served at once.
+#[test]
+fn stalled_handshake_closed_at_the_timeout() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir)
+            .args(files.args())
+            .args(["--tls-handshake-timeout", "1"]),
+    );
+    let config = files.pki.client_config(None);
+    let hello = client_hello(config.clone());
+    let mut stalled = connect_from("127.0.0.2", addr);
+    stalled.write_all(&hello[..hello.len() / 2]).unwrap();
+    let started = std::time::Instant::now();
+    let mut other = tls_connect(addr, config);
+    send_lines(&mut other, ["served meanwhile\n".to_string()]);
+    d.wait_for_lines(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "served before the timeout"
+    );
+    expect_reset(&mut stalled);
+    let line = d.log.wait_for("refused TLS client 127.0.0.2:");
+    assert!(
+        line.contains("no complete TLS handshake within 1 s (tls_handshake_timeout)"),
+        "{line}"
+    );
+    wait_for_failures(&d, addr, 1);
+}
+
+/// A client that completes its handshake, sends a line and half the next record and stalls
+/// holds its connection (the idle timeout is off) without harm; one that disconnects in the
+/// middle of a record is closed, its complete lines recorded; other clients are served; and
+/// SIGTERM still ends the daemon at once.
+#[test]
+fn half_records_stalled_or_cut_off() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (mut d, addr) = start_tls(DaemonBuilder::new(dir).args(files.args()));
+    let config = files.pki.client_config(None);
+    let half_record = |client: &mut TlsClient, complete: &str, partial: &str| {
+        send_lines(client, [complete.to_string()]);
+        client.conn.writer().write_all(partial.as_bytes()).unwrap();
+        let mut record = Vec::new();
+        client.conn.write_tls(&mut record).unwrap();
+        client.sock.write_all(&record[..record.len() / 2]).unwrap();
+    };
+    let mut stalled = tls_connect(addr, config.clone());
+    half_record(
+        &mut stalled,
+        "complete before the stall\n",
+        "never completed\n",
+    );
+    let mut cut = tls_connect(addr, config.clone());
+    half_record(&mut cut, "complete before the cut\n", "cut off\n");
+    drop(cut);
+    let mut fine = tls_connect(addr, config);
+    send_lines(&mut fine, ["still served\n".to_string()]);
+    let lines = d.wait_for_lines(3);
+    for want in [
+        "complete before the stall",
+        "complete before the cut",
+        "still served",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.ends_with(want)).count(),
+            1,
+            "{lines:#?}"
+        );
+    }
+    let started = std::time::Instant::now();
+    assert!(d.stop().success());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(d.output().lines().count(), 3, "{}", d.output());
+    drop(stalled);
+}
+
+/// 1,100 connections that never start a handshake: the TLS listener holds at most
+/// `tls_max_handshakes` of them (the rest wait in the backlog), logs the cap once, and the
+/// daemon stays small; plain TCP clients are served meanwhile. When they go, each is counted
+/// as a failed handshake, and a TLS client is served again.
+#[test]
+fn connections_that_never_handshake_hold_the_cap() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (d, addr) = start_tls(DaemonBuilder::new(dir).args(files.args()).args([
+        "--tls-max-handshakes",
+        "100",
+        "--backlog",
+        "2048",
+    ]));
+    let silent: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    d.log
+        .wait_for("100 TLS handshakes in progress, the cap (tls_max_handshakes)");
+    let stats = d.wait_for_stats("connections open=100 ");
+    assert!(stats.contains("total=100 "), "{stats}");
+    send(d.addr, b"plain TCP served meanwhile\n");
+    d.wait_for_lines(1);
+    let rss: u64 = d
+        .proc_status("VmRSS")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rss < 64 * 1024, "VmRSS {rss} kB with 100 handshakes held");
+    assert_eq!(d.log.matching("TLS handshakes in progress").len(), 1);
+    drop(silent);
+    wait_for_failures(&d, addr, 1100);
+    let mut client = tls_connect(addr, files.pki.client_config(None));
+    send_lines(&mut client, ["TLS served again\n".to_string()]);
+    let lines = d.wait_for_lines(2);
+    assert!(lines[1].ends_with("TLS served again"), "{lines:#?}");
+}
+
+/// SIGTERM while TLS clients stream: what they sent before the signal (held in the sockets
+/// while the daemon was stopped) is all recorded, as over plain TCP.
+#[test]
+fn sigterm_drains_tls_clients() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (mut d, addr) = start_tls(DaemonBuilder::new(dir).args(files.args()));
+    let config = files.pki.client_config(None);
+    let mut clients: Vec<TlsClient> = (0..4).map(|_| tls_connect(addr, config.clone())).collect();
+    // A first line each: their handshakes are done on both sides.
+    for (c, client) in clients.iter_mut().enumerate() {
+        send_lines(client, [format!("client {c} hello\n")]);
+    }
+    d.wait_for_lines(4);
+    d.signal(libc::SIGSTOP);
+    for (c, client) in clients.iter_mut().enumerate() {
+        send_lines(client, (0..300).map(|i| format!("client {c} line {i}\n")));
+    }
+    for client in &clients {
+        let local = client.sock.local_addr().unwrap();
+        wait_until(
+            "the client's bytes in the daemon's socket",
+            DEADLINE,
+            || (tcp_queues(local, addr)?.0 == 0).then_some(()),
+        );
+    }
+    let (status, took) = d.stop_paused(DEADLINE);
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let out = d.output();
+    for c in 0..4 {
+        for i in 0..300 {
+            let want = format!(" client {c} line {i}\n");
+            assert_eq!(out.matches(&want).count(), 1, "{want:?} in\n{out}");
+        }
+    }
+}
+
+/// `--check-config` reads the TLS files: a missing key is an error naming the key and the
+/// file (exit 1); an expired certificate is a warning naming the file (exit 0).
+#[test]
+fn check_config_reads_the_tls_files() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let check = |cert: &Path, key: &Path, extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--check-config")
+            .args(["--listen-tls", "127.0.0.1:0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = check(&files.cert, &files.key, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("tls_key = \"{}\"", files.key.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("listen_tls = [\"127.0.0.1:0\"]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tls_handshake_timeout = 10"), "{stdout}");
+
+    let missing = dir.join("missing.key");
+    let (code, _, stderr) = check(&files.cert, &missing, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("tls_key {}: does not exist", missing.display())),
+        "{stderr}"
+    );
+
+    let expired = files.pki.issue(&["localhost"], Validity::Expired);
+    let (cert, key) = expired.write(dir, "expired");
+    let (code, _, stderr) = check(&cert, &key, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "logsinkd: warning: tls_cert {}: the certificate expired on",
+            cert.display()
+        )),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(
+        &files.cert,
+        &files.key,
+        &["--tls-peers", "web1.example.net"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("tls_peers names web1.example.net but tls_client_ca is not set"),
+        "{stderr}"
+    );
+}
