@@ -938,7 +938,7 @@ mod tests {
             .unwrap();
         let again = load(&c.to_string()).unwrap();
         assert_eq!(again.to_string(), c.to_string());
-        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\nlisten_unix = [\"/run/in.sock\"]\n\
+        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\nlisten_tls = []\nlisten_unix = [\"/run/in.sock\"]\n\
                    listen_unix_dgram = []\nunix_mode = \"0620\"\nunix_owner = \"root\"\n\
                    unix_group = \"0\"\noutput = \"syslog+tcp://127.0.0.1:514\"\n\
                    format = \"json\"\nframing = \"auto\"\nparse = \"syslog\"\n\
@@ -948,11 +948,80 @@ mod tests {
                    syslog_framing = \"octet\"\nmax_connections = 10\nbacklog = 5\n\
                    idle_timeout = 30\nmetrics_listen = \"127.0.0.1:9140\"\n\
                    allow = [\"10.0.0.0/8\", \"::1/128\"]\n\
-                   proxy_protocol = true\nproxy_from = [\"192.0.2.0/24\"]\n\n\
+                   proxy_protocol = true\nproxy_from = [\"192.0.2.0/24\"]\n\
+                   tls_handshake_timeout = 10\ntls_max_handshakes = 1024\n\n\
                    [listener.\"[::1]:1\"]\nframing = \"octet\"\nallow = [\"::1/128\"]\n\
                    proxy_protocol = false\n\n\
                    [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
+    }
+
+    /// The TLS keys: checked together, printed back, and framing `auto` on TLS listeners
+    /// unless `framing` is given.
+    #[test]
+    fn tls_keys() {
+        let err = |t: &str| format!("{:#}", load(t).unwrap_err());
+        let tls =
+            "listen_tls = [\"127.0.0.1:6514\"]\ntls_cert = \"/c.crt\"\ntls_key = \"/k.key\"\n";
+        let c = load(tls).unwrap();
+        assert_eq!(c.listen_tls, vec!["127.0.0.1:6514".parse().unwrap()]);
+        assert_eq!(c.tls.as_ref().unwrap().key, PathBuf::from("/k.key"));
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.tls_max_handshakes, DEFAULT_TLS_MAX_HANDSHAKES);
+        let at = ListenAddr::Ip("127.0.0.1:6514".parse().unwrap());
+        assert_eq!(
+            c.inputs.at_tls(&at).framing,
+            Mode::Auto,
+            "auto on TLS listeners"
+        );
+        assert_eq!(c.framing, Mode::Lines, "lines on the others");
+        let again = load(&c.to_string()).unwrap();
+        assert_eq!(again.to_string(), c.to_string());
+        assert_eq!(again.inputs.at_tls(&at).framing, Mode::Auto, "{c}");
+        let lines = load(&format!("{tls}framing = \"lines\"")).unwrap();
+        assert_eq!(lines.inputs.at_tls(&at).framing, Mode::Lines);
+        let table = load(&format!(
+            "{tls}[listener.\"127.0.0.1:6514\"]\nframing = \"octet\"\n"
+        ))
+        .unwrap();
+        assert_eq!(table.inputs.at_tls(&at).framing, Mode::Octet);
+        let peers = load(&format!(
+            "{tls}tls_client_ca = \"/ca.crt\"\ntls_peers = [\"web1.example.net\", \"192.0.2.7\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(peers.tls.as_ref().unwrap().peers.len(), 2);
+        assert_eq!(
+            load(&peers.to_string()).unwrap().to_string(),
+            peers.to_string()
+        );
+
+        assert!(err("listen_tls = [\"127.0.0.1:6514\"]").contains("needs `tls_cert`"));
+        assert!(
+            err("tls_cert = \"/c.crt\"")
+                .contains("key `tls_cert`: no TLS listener (`listen_tls`) to apply it to")
+        );
+        assert!(err(&format!("{tls}tls_peers = [\"*.example.net\"]")).contains("wildcards"));
+        assert!(err(&format!("{tls}tls_handshake_timeout = 0")).contains("out of range"));
+        assert!(err(&format!("{tls}tls_max_handshakes = 0")).contains("at least 1"));
+        assert!(
+            err(&format!("{tls}listen = [\"127.0.0.1:6514\"]"))
+                .contains("key `listen_tls`: `127.0.0.1:6514` is also in `listen`")
+        );
+        assert!(
+            err(&format!(
+                "{tls}proxy_protocol = true\nproxy_from = [\"127.0.0.1\"]\n"
+            ))
+            .contains("TLS listeners (`listen_tls`) read no PROXY header")
+        );
+        assert!(
+            err(&format!(
+                "{tls}proxy_from = [\"127.0.0.1\"]\n[listener.\"127.0.0.1:6514\"]\nproxy_protocol = true\n"
+            ))
+            .contains("a TLS listener reads no PROXY header")
+        );
+        // `allow` applies to TLS listeners as to TCP ones.
+        let allow = load(&format!("{tls}allow = [\"10.0.0.0/8\"]")).unwrap();
+        assert!(allow.inputs.at_tls(&at).access.allow.is_some());
     }
 
     /// Every name of every choice reads back to a value that prints as that name.

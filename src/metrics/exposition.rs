@@ -217,7 +217,8 @@ pub fn render(out: &mut Vec<u8>, view: &View<'_>) {
             .iter()
             .zip(view.kernel_drops)
             .filter_map(|(info, drops)| Some((info, (*drops)?)))
-            .filter(|(info, _)| info.kind == kind)
+            // A TLS listener is a TCP listener to the kernel.
+            .filter(|(info, _)| info.kind == kind || (kind, info.kind) == (Kind::Tcp, Kind::Tls))
             .peekable();
         if samples.peek().is_none() {
             continue;
@@ -332,6 +333,7 @@ mod tests {
             unparsed: 3,
             denied: 8,
             proxy_refused: 10,
+            tls_handshake_failures: 0,
             name: "tcp 127.0.0.1:5140".into(),
         };
         stats.listeners[2].lines = 4;
@@ -405,6 +407,38 @@ mod tests {
             let (name, kind) = line.split_once(' ').unwrap();
             assert_eq!(name.ends_with("_total"), kind == "counter", "{line}");
         }
+    }
+
+    /// A TLS listener has the stream families, `allow`'s, the kernel's refused connections and
+    /// its failed handshakes; no PROXY family; other listeners have no TLS family.
+    #[test]
+    fn tls_listener_families() {
+        let mut stats = Stats::new(2);
+        stats.listeners[0].tls_handshake_failures = 3;
+        let listeners = [
+            ListenerInfo::new(Kind::Tls, "127.0.0.1:6514"),
+            ListenerInfo::new(Kind::Tcp, "127.0.0.1:5140"),
+        ];
+        let text = rendered(&View {
+            stats: &stats,
+            listeners: &listeners,
+            kernel_drops: &[Some(4), Some(0)],
+            backlog: 0,
+            open_files: 0,
+        });
+        for part in [
+            "# TYPE logsinkd_tls_handshake_failures_total counter\n\
+             logsinkd_tls_handshake_failures_total{listener=\"tls://127.0.0.1:6514\"} 3\n#",
+            "logsinkd_connections_open{listener=\"tls://127.0.0.1:6514\"} 0\n",
+            "logsinkd_denied_total{listener=\"tls://127.0.0.1:6514\"} 0\n",
+            "logsinkd_connections_refused_total{listener=\"tls://127.0.0.1:6514\"} 4\n",
+        ] {
+            assert!(text.contains(part), "missing {part:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("proxy_refused_total{listener=\"tls"),
+            "{text}"
+        );
     }
 
     /// A family no listener has (no TCP listener: no refused connections) is left out whole.
