@@ -620,3 +620,27 @@ fn check_config_reads_the_tls_files() {
         "{stderr}"
     );
 }
+
+/// `%d/NAME` paths are files in `$CREDENTIALS_DIRECTORY`, as systemd's `LoadCredential=`
+/// hands them over; a plain TLS client (no client certificate asked) is recorded, with no
+/// `tls_peer`.
+#[test]
+fn credentials_directory_paths() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let creds = dir.join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let files = TlsFiles::new(&creds);
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir)
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .args(["--listen-tls", "127.0.0.1:0"])
+            .args(["--tls-cert", "%d/server.crt", "--tls-key", "%d/server.key"])
+            .args(["--format", "json"]),
+    );
+    let mut client = tls_connect(addr, files.pki.client_config(None));
+    tls_send(&mut client, b"with credentials\n");
+    let records = json_records(&d, 1);
+    assert_eq!(records[0]["line"], "with credentials");
+    assert!(records[0].get("tls_peer").is_none(), "{:?}", records[0]);
+}
