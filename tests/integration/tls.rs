@@ -644,3 +644,46 @@ fn credentials_directory_paths() {
     assert_eq!(records[0]["line"], "with credentials");
     assert!(records[0].get("tls_peer").is_none(), "{:?}", records[0]);
 }
+
+/// 10,000 idle TLS connections, each after its handshake holding a partial line: the daemon's
+/// memory grows by a bounded amount per connection (the figure is printed; REFERENCE.md
+/// carries it), and every partial line is recorded when they close.
+#[test]
+fn ten_thousand_idle_tls_connections() {
+    crate::limits::raise_own_fd_limit();
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (mut d, addr) = start_tls(DaemonBuilder::new(dir).args(files.args()).args([
+        "--format",
+        "raw",
+        "--backlog",
+        "4096",
+    ]));
+    let config = files.pki.client_config(None);
+    let base = peak_rss_kib(d.pid());
+    let n = 10_000;
+    let clients: Vec<TlsClient> = (0..n)
+        .map(|i| {
+            let mut client = tls_connect(addr, config.clone());
+            tls_send(&mut client, format!("{i:05} {}", "p".repeat(94)).as_bytes());
+            client
+        })
+        .collect();
+    let stats = d.wait_for_stats(&format!("bytes={}", n * 100));
+    assert!(stats.contains(&format!("open={n}")), "{stats}");
+    let peak = peak_rss_kib(d.pid());
+    let per_connection = (peak - base) * 1024 / n as u64;
+    eprintln!(
+        "10,000 idle TLS connections: peak RSS {peak} KiB (base {base} KiB), \
+         {per_connection} bytes per connection"
+    );
+    drop(clients);
+    let lines = d.wait_for_lines(n);
+    assert_eq!(d.stop().code(), Some(0));
+    assert!(lines.iter().all(|l| l.len() == 100));
+    assert!(
+        per_connection < 16 * 1024,
+        "{per_connection} bytes per idle TLS connection"
+    );
+}
