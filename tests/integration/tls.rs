@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use crate::util::*;
 
+/// A client certificate and its key, or none.
+type ClientCert<'a> = Option<(&'a Path, &'a Path)>;
+
 /// What `openssl s_client` (from the loopback address `bind`) does with `input` against the
 /// TLS listener `addr`, trusting `ca` and presenting `cert` (a certificate and key), if any.
 /// Returns its stdout and stderr; waits for it to end: at the end of `input` if `eof_ends`,
@@ -21,7 +24,7 @@ fn s_client(
     addr: SocketAddr,
     bind: &str,
     ca: &Path,
-    cert: Option<(&Path, &Path)>,
+    cert: ClientCert<'_>,
     input: &[u8],
     eof_ends: bool,
 ) -> String {
@@ -131,7 +134,7 @@ fn openssl_clients_refused_logged_and_counted() {
             .starts_with("127.0.0.1:")
     );
 
-    let refused: [(&str, Option<(&Path, &Path)>, &str); 4] = [
+    let refused: [(&str, ClientCert<'_>, &str); 4] = [
         (
             "127.0.0.2",
             None,

@@ -1,7 +1,7 @@
 //! TLS for the tests: a CA made with rcgen, certificates it issues (their files in the test's
 //! temp dir), a logsinkd with a TLS listener, and a rustls client.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -187,18 +187,6 @@ pub fn tls_over(tcp: TcpStream, config: Arc<rustls::ClientConfig>) -> TlsClient 
         client.conn.complete_io(&mut client.sock).unwrap();
     }
     client
-}
-
-/// Reads from a TLS client until the server closes; the error (an alert) if it was one.
-pub fn read_to_close(client: &mut TlsClient) -> Option<std::io::Error> {
-    let mut buf = [0u8; 256];
-    loop {
-        match client.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) => return Some(e),
-        }
-    }
 }
 
 /// Writes `data` over TLS and flushes it.
