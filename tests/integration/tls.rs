@@ -690,3 +690,29 @@ fn ten_thousand_idle_tls_connections() {
         "{per_connection} bytes per idle TLS connection"
     );
 }
+
+/// `allow` applies to a TLS listener as to a TCP one: a client outside it is reset at accept,
+/// before any TLS, and counted `denied=`; one inside is served.
+#[test]
+fn allow_applies_to_tls_listeners() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir)
+            .args(files.args())
+            .args(["--allow", "127.0.0.1"]),
+    );
+    let mut outside = connect_from("127.0.0.2", addr);
+    expect_reset(&mut outside);
+    let line = d.log.wait_for(&format!("tls {addr}: denied 127.0.0.2:"));
+    assert!(line.contains("not in allow"), "{line}");
+    let mut inside = tls_connect(addr, files.pki.client_config(None));
+    tls_send(&mut inside, b"inside allow\n");
+    d.wait_for_lines(1);
+    let want = format!("stats of tls {addr}: denied=1 proxy_refused=0 tls_handshake_failures=0");
+    wait_until(&want, DEADLINE, || {
+        d.signal(libc::SIGUSR1);
+        d.log.matching(&want).pop()
+    });
+}
