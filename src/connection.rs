@@ -13,6 +13,11 @@
 //! the first data framed. A connection whose header is invalid, or names a client outside
 //! `allow`, ends in `Status::TurnedAway`; one still without a header at its deadline is closed
 //! by the loop (connections.rs keeps the deadlines).
+//!
+//! A connection on a TLS listener has a `Stream::Tls`: its reads are the decrypted bytes,
+//! framed like any stream's; until its TLS handshake completes it counts as `tls_handshaking`
+//! (connections.rs keeps its deadline and the count the loop caps), and a handshake or a
+//! record that fails ends it in `Status::TlsFailed` with the reason.
 
 use std::borrow::Cow;
 use std::io::{self, ErrorKind, Read, Write};
@@ -247,13 +252,11 @@ impl Connection {
         }
     }
 
-    /// The client's address, for the log of refused TLS clients.
+    /// The client's address, for the log of refused TLS clients: read back from the peer as
+    /// written in records (no system call, and still known once the client reset the
+    /// connection); `None` for a unix peer.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        match &self.stream {
-            Stream::Tcp(s) => s.peer_addr().ok(),
-            Stream::Tls(s) => s.socket().peer_addr().ok(),
-            Stream::Unix(_) => None,
-        }
+        std::str::from_utf8(&self.peer).ok()?.parse().ok()
     }
 
     /// Records its unfinished line: it ends.

@@ -10,7 +10,9 @@
 //!
 //! Connections on a PROXY protocol listener must complete their header within
 //! `HEADER_TIMEOUT`. Every header has the same timeout, so their deadlines come in the order
-//! the connections were accepted: a plain queue, checked from its front.
+//! the connections were accepted: a plain queue, checked from its front. TLS connections must
+//! complete their handshake within `tls_handshake_timeout`, kept the same way; the count of
+//! handshakes in progress is what `tls_max_handshakes` caps.
 
 use std::collections::VecDeque;
 use std::io;
