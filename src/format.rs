@@ -534,6 +534,21 @@ fn json_quote_in_place(out: &mut Vec<u8>, start: usize) {
 mod tests {
     use super::*;
 
+    /// A field added to a json record (`tls_peer`) goes inside its object, escaped; the record
+    /// stays one line of valid JSON.
+    #[test]
+    fn json_field_added_inside_the_record() {
+        let mut out = Vec::new();
+        write_record(Format::Json, &mut out, b"T", b"127.0.0.1:5", b"line");
+        json_add_field(&mut out, "tls_peer", b"web1.example.net\"\n\x1b");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("}\n") && text.lines().count() == 1, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // Control characters as the other fields have them: `\x0a`, never raw.
+        assert_eq!(value["tls_peer"], "web1.example.net\"\\x0a\\x1b");
+        assert_eq!(value["line"], "line");
+    }
+
     fn esc(line: &[u8]) -> String {
         let mut out = Vec::new();
         escape_into(&mut out, line);
