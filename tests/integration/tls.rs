@@ -716,3 +716,59 @@ fn allow_applies_to_tls_listeners() {
         d.log.matching(&want).pop()
     });
 }
+
+/// `gnutls-cli` (GnuTLS, the stack rsyslog uses) with a client certificate, forced to TLS 1.2
+/// and then to TLS 1.3: both served and recorded with `tls_peer`.
+#[test]
+fn gnutls_cli_over_tls_1_2_and_1_3() {
+    if !have("gnutls-cli", "gnutls-bin") {
+        return;
+    }
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let client = files.pki.issue(&["gnutls.test"], Validity::Now);
+    let (cert, key) = client.write(dir, "gnutls");
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir)
+            .args(files.args())
+            .args(["--tls-client-ca", files.ca.to_str().unwrap()])
+            .args(["--format", "json"]),
+    );
+    for (i, version) in ["TLS1.2", "TLS1.3"].iter().enumerate() {
+        let mut child = Command::new("gnutls-cli")
+            .arg(format!("--priority=NORMAL:-VERS-ALL:+VERS-{version}"))
+            .arg(format!("--x509cafile={}", files.ca.display()))
+            .arg(format!("--x509certfile={}", cert.display()))
+            .arg(format!("--x509keyfile={}", key.display()))
+            .arg(format!("--port={}", addr.port()))
+            .arg("localhost")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("running gnutls-cli");
+        let line = format!("<13>over {version}\n");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        let records = json_records(&d, i + 1);
+        assert_eq!(
+            records[i]["line"],
+            format!("<13>over {version}"),
+            "{:?}",
+            records[i]
+        );
+        assert_eq!(records[i]["tls_peer"], "gnutls.test", "{:?}", records[i]);
+        let status = wait_until("gnutls-cli to end", DEADLINE, || child.try_wait().unwrap());
+        assert!(status.success(), "{status}");
+    }
+    assert!(
+        d.log.matching("refused TLS client").is_empty(),
+        "{:#?}",
+        d.log.all()
+    );
+}
