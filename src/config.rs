@@ -28,6 +28,7 @@ use crate::format::Format;
 use crate::framing::Mode;
 use crate::input::{Inputs, ListenAddr, Parse, RawInputs, RawListener};
 use crate::sink::{SyslogFraming, SyslogProtocol, Target};
+use crate::tls::{PeerRule, TlsSettings};
 use crate::unix::settings::{RawUnix, UnixSettings};
 
 /// Default listen address: loopback only, so a first start exposes nothing.
@@ -46,6 +47,13 @@ pub const FD_HEADROOM: usize = 64;
 /// Longest `idle_timeout`, in seconds: a year. Longer is as good as off (0), and this keeps
 /// every deadline computed from it far inside the clock's range.
 pub const MAX_IDLE_TIMEOUT: u64 = 365 * 24 * 60 * 60;
+/// Default `tls_handshake_timeout`, in seconds: a client on a slow link completes a TLS
+/// handshake in a few round trips; a stalled one holds its slot (and about 18 KiB) this long.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
+/// Longest `tls_handshake_timeout`, in seconds.
+pub const MAX_TLS_HANDSHAKE_TIMEOUT: u64 = 300;
+/// Default `tls_max_handshakes`: 1024 stalled handshakes hold about 18 MiB.
+pub const DEFAULT_TLS_MAX_HANDSHAKES: usize = 1024;
 
 /// The checked settings the daemon runs with. Serialized, it is the `--check-config` output:
 /// a config file that reads back to the same settings.
@@ -53,6 +61,7 @@ pub const MAX_IDLE_TIMEOUT: u64 = 365 * 24 * 60 * 60;
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub listen_udp: Vec<SocketAddr>,
+    pub listen_tls: Vec<SocketAddr>,
     /// Unix-domain sockets: `listen_unix`, `listen_unix_dgram`, `unix_*` (see unix/settings.rs).
     #[serde(flatten)]
     pub unix: UnixSettings,
@@ -61,8 +70,16 @@ pub struct Config {
     #[serde(serialize_with = "as_text")]
     pub format: Format,
     /// Every listener's framing and parsing unless its table (`listener`) says otherwise.
-    #[serde(serialize_with = "as_text")]
+    #[serde(skip)]
     pub framing: Mode,
+    /// `framing` as printed: left out when not given and TLS listeners exist (they default
+    /// to `auto`, the others to `lines`; printing `lines` would change theirs).
+    #[serde(
+        rename = "framing",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_as_text"
+    )]
+    pub framing_printed: Option<Mode>,
     #[serde(serialize_with = "as_text")]
     pub parse: Parse,
     pub max_line: usize,
@@ -88,6 +105,23 @@ pub struct Config {
     pub allow: Option<Vec<String>>,
     pub proxy_protocol: bool,
     pub proxy_from: Option<Vec<String>>,
+    /// The TLS keys as printed (the checked settings are in `tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_peers: Option<Vec<String>>,
+    /// How long a TLS client may take to complete its handshake.
+    #[serde(serialize_with = "duration_seconds")]
+    pub tls_handshake_timeout: Duration,
+    pub tls_max_handshakes: usize,
+    /// `tls_cert`, `tls_key`, `tls_client_ca`, `tls_peers` checked; `None` without TLS
+    /// listeners.
+    #[serde(skip)]
+    pub tls: Option<TlsSettings>,
     /// The listeners' own tables (printed last: TOML tables follow the plain keys), and the
     /// settings that every listener's input resolves to.
     #[serde(rename = "listener", skip_serializing_if = "Inputs::no_tables")]
@@ -140,6 +174,42 @@ pub struct Raw {
     /// repeatable [default: none]
     #[arg(long, value_name = "ADDR")]
     listen_udp: Option<Vec<String>>,
+
+    /// TCP address to serve syslog over TLS on (RFC 5425), e.g. 0.0.0.0:6514; needs tls_cert
+    /// and tls_key; repeatable [default: none]
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Option<Vec<String>>,
+
+    /// The TLS listeners' certificate chain, PEM, the server's own certificate first; `%d/NAME`
+    /// is a systemd credential (LoadCredential=); read again at SIGHUP
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The TLS listeners' private key, PEM, unencrypted; read at start, before dropping
+    /// privileges, and again at SIGHUP (if it cannot be read then, the old key stays)
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that issue client certificates: when set, every TLS client must
+    /// present a certificate issued by one of them [default: none, no client certificate asked]
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// TLS clients accepted (when set, only these): a DNS name or IP address of the client
+    /// certificate (needs tls_client_ca), or `sha256:` and its fingerprint; repeatable
+    #[arg(long, value_name = "PEER")]
+    tls_peers: Option<Vec<String>>,
+
+    /// Seconds a TLS client may take to complete its handshake before it is closed
+    /// (1 to 300) [default: 10]
+    #[arg(long, value_name = "SECS")]
+    tls_handshake_timeout: Option<u64>,
+
+    /// Most TLS handshakes in progress at once (each holds about 18 KiB until it completes);
+    /// at the cap, TLS listeners accept no more until one completes or fails, and new clients
+    /// wait in the backlog [default: 1024]
+    #[arg(long, value_name = "N")]
+    tls_max_handshakes: Option<usize>,
 
     /// Unix stream socket to listen on (lines, as over TCP), e.g. /run/logsinkd/in.sock;
     /// repeatable [default: none]
@@ -320,6 +390,37 @@ impl Raw {
             &self.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()]),
         )?;
         let listen_udp = addresses("listen_udp", &self.listen_udp.unwrap_or_default())?;
+        let listen_tls = addresses("listen_tls", &self.listen_tls.unwrap_or_default())?;
+        if let Some(addr) = listen_tls
+            .iter()
+            .find(|a| a.port() != 0 && listen.contains(a))
+        {
+            bail!(
+                "key `listen_tls`: `{addr}` is also in `listen`; a TLS listener needs an address \
+                 (or port) of its own"
+            );
+        }
+        let tls = tls_settings(
+            &listen_tls,
+            self.tls_cert,
+            self.tls_key,
+            self.tls_client_ca,
+            self.tls_peers.as_deref(),
+        )?;
+        let tls_handshake_timeout = match self.tls_handshake_timeout {
+            None => DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            Some(s) if (1..=MAX_TLS_HANDSHAKE_TIMEOUT).contains(&s) => s,
+            Some(s) => bail!(
+                "key `tls_handshake_timeout`: {s} seconds is out of range: from 1 to \
+                 {MAX_TLS_HANDSHAKE_TIMEOUT}"
+            ),
+        };
+        let tls_handshake_timeout = Duration::from_secs(tls_handshake_timeout);
+        let tls_max_handshakes = match self.tls_max_handshakes {
+            Some(0) => bail!("key `tls_max_handshakes`: must be at least 1"),
+            Some(n) => n,
+            None => DEFAULT_TLS_MAX_HANDSHAKES,
+        };
         let unix = RawUnix {
             listen: self.listen_unix,
             listen_dgram: self.listen_unix_dgram,
@@ -328,16 +429,22 @@ impl Raw {
             group: self.unix_group,
         }
         .resolve()?;
-        if listen.is_empty() && listen_udp.is_empty() && unix.sockets() == 0 {
+        if listen.is_empty()
+            && listen_udp.is_empty()
+            && listen_tls.is_empty()
+            && unix.sockets() == 0
+        {
             bail!(
                 "key `listen`: at least one address is needed (or one in `listen_udp`, \
-                 `listen_unix` or `listen_unix_dgram`)"
+                 `listen_tls`, `listen_unix` or `listen_unix_dgram`)"
             );
         }
-        if listen.len() + listen_udp.len() + unix.sockets() > crate::event_loop::MAX_LISTENERS {
+        if listen.len() + listen_udp.len() + listen_tls.len() + unix.sockets()
+            > crate::event_loop::MAX_LISTENERS
+        {
             bail!(
-                "keys `listen`, `listen_udp`, `listen_unix` and `listen_unix_dgram`: at most {} \
-                 sockets in all",
+                "keys `listen`, `listen_udp`, `listen_tls`, `listen_unix` and \
+                 `listen_unix_dgram`: at most {} sockets in all",
                 crate::event_loop::MAX_LISTENERS
             );
         }
@@ -358,6 +465,7 @@ impl Raw {
         let known: Vec<ListenAddr> = listen
             .iter()
             .chain(&listen_udp)
+            .chain(&listen_tls)
             .map(|&a| ListenAddr::Ip(a))
             .chain(
                 unix.listen
@@ -368,6 +476,7 @@ impl Raw {
             .collect();
         let streams: Vec<ListenAddr> = listen
             .iter()
+            .chain(&listen_tls)
             .map(|&a| ListenAddr::Ip(a))
             .chain(unix.listen.iter().map(|p| ListenAddr::Path(p.clone())))
             .collect();
@@ -380,6 +489,7 @@ impl Raw {
             listeners: &self.listener,
         }
         .resolve(&known, &streams)?;
+        check_tls_proxy(&listen_tls, &inputs)?;
         let syslog_format = choice("syslog_format", self.syslog_format.as_deref())?;
         let syslog_framing = choice("syslog_framing", self.syslog_framing.as_deref())?;
         if syslog_framing == SyslogFraming::Octet
@@ -431,13 +541,17 @@ impl Raw {
         if self.group.is_some() && self.user.is_none() {
             bail!("key `group`: needs `user` as well (logsinkd drops both or neither)");
         }
+        let framing_printed =
+            (inputs.framing_given || listen_tls.is_empty()).then_some(inputs.default.framing);
         Ok(Config {
             listen,
             listen_udp,
+            listen_tls,
             unix,
             output,
             format,
             framing: inputs.default.framing,
+            framing_printed,
             parse: inputs.default.parse,
             allow: inputs.default.access.allow.as_ref().map(|l| l.entries()),
             proxy_protocol: inputs.default.access.proxy_from.is_some(),
@@ -454,9 +568,93 @@ impl Raw {
             backlog,
             idle_timeout,
             metrics_listen,
+            tls_cert: tls.as_ref().map(|t| t.cert.display().to_string()),
+            tls_key: tls.as_ref().map(|t| t.key.display().to_string()),
+            tls_client_ca: tls
+                .as_ref()
+                .and_then(|t| t.client_ca.as_ref())
+                .map(|p| p.display().to_string()),
+            tls_peers: tls
+                .as_ref()
+                .filter(|t| !t.peers.is_empty())
+                .map(|t| t.peers.iter().map(ToString::to_string).collect()),
+            tls,
+            tls_handshake_timeout,
+            tls_max_handshakes,
             inputs,
         })
     }
+}
+
+/// The TLS keys checked: `None` without TLS listeners (then no TLS key may be set: it would
+/// apply to nothing). The files are read later (`TlsServer::load`), before the privilege drop.
+fn tls_settings(
+    listen_tls: &[SocketAddr],
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    peers: Option<&[String]>,
+) -> Result<Option<TlsSettings>> {
+    if listen_tls.is_empty() {
+        let set = [
+            ("tls_cert", cert.is_some()),
+            ("tls_key", key.is_some()),
+            ("tls_client_ca", client_ca.is_some()),
+            ("tls_peers", peers.is_some()),
+        ];
+        if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
+            bail!("key `{name}`: no TLS listener (`listen_tls`) to apply it to");
+        }
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (cert, key) else {
+        bail!(
+            "key `listen_tls`: a TLS listener needs `tls_cert` (the certificate chain) and \
+             `tls_key` (its private key)"
+        );
+    };
+    let peers = peers
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            p.parse::<PeerRule>()
+                .map_err(|e| anyhow!("key `tls_peers`: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TlsSettings {
+        cert,
+        key,
+        client_ca,
+        peers,
+    }))
+}
+
+/// A TLS listener reads no PROXY header: the TLS handshake starts the connection (a balancer
+/// in front of it passes TLS through, and the peer is the balancer).
+fn check_tls_proxy(listen_tls: &[SocketAddr], inputs: &Inputs) -> Result<()> {
+    if listen_tls.is_empty() {
+        return Ok(());
+    }
+    if inputs.default.access.proxy_from.is_some() {
+        bail!(
+            "key `proxy_protocol`: TLS listeners (`listen_tls`) read no PROXY header; set \
+             `proxy_protocol = true` in the tables of the TCP listeners that need it instead"
+        );
+    }
+    for addr in listen_tls {
+        let table = inputs.listeners.get(&ListenAddr::Ip(*addr));
+        if table.is_some_and(|t| t.proxy_protocol == Some(true)) {
+            bail!(
+                "table `listener.\"{addr}\"`: key `proxy_protocol`: a TLS listener reads no \
+                 PROXY header (the TLS handshake starts its connections)"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn duration_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 /// A setting that takes one of a few names (`format`, `framing`, `parse`, `syslog_format`,
@@ -571,6 +769,13 @@ fn as_text<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::
     s.collect_str(value)
 }
 
+fn opt_as_text<T: fmt::Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => s.collect_str(value),
+        None => s.serialize_none(),
+    }
+}
+
 fn path_as_text<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
     match path {
         Some(path) => s.collect_str(&path.display()),
@@ -679,7 +884,7 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 27, "{keys:?}");
+        assert_eq!(keys.len(), 34, "{keys:?}");
         for key in &keys {
             // A table is the wrong type for every key but `listener`, whose tables hold tables.
             let wrong = if key == "listener" { "1" } else { "{}" };
@@ -733,7 +938,7 @@ mod tests {
             .unwrap();
         let again = load(&c.to_string()).unwrap();
         assert_eq!(again.to_string(), c.to_string());
-        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\nlisten_unix = [\"/run/in.sock\"]\n\
+        let all = "listen = [\"[::1]:1\"]\nlisten_udp = []\nlisten_tls = []\nlisten_unix = [\"/run/in.sock\"]\n\
                    listen_unix_dgram = []\nunix_mode = \"0620\"\nunix_owner = \"root\"\n\
                    unix_group = \"0\"\noutput = \"syslog+tcp://127.0.0.1:514\"\n\
                    format = \"json\"\nframing = \"auto\"\nparse = \"syslog\"\n\
@@ -743,11 +948,80 @@ mod tests {
                    syslog_framing = \"octet\"\nmax_connections = 10\nbacklog = 5\n\
                    idle_timeout = 30\nmetrics_listen = \"127.0.0.1:9140\"\n\
                    allow = [\"10.0.0.0/8\", \"::1/128\"]\n\
-                   proxy_protocol = true\nproxy_from = [\"192.0.2.0/24\"]\n\n\
+                   proxy_protocol = true\nproxy_from = [\"192.0.2.0/24\"]\n\
+                   tls_handshake_timeout = 10\ntls_max_handshakes = 1024\n\n\
                    [listener.\"[::1]:1\"]\nframing = \"octet\"\nallow = [\"::1/128\"]\n\
                    proxy_protocol = false\n\n\
                    [listener.\"/run/in.sock\"]\nparse = \"none\"\n";
         assert_eq!(load(all).unwrap().to_string(), all, "every key, in order");
+    }
+
+    /// The TLS keys: checked together, printed back, and framing `auto` on TLS listeners
+    /// unless `framing` is given.
+    #[test]
+    fn tls_keys() {
+        let err = |t: &str| format!("{:#}", load(t).unwrap_err());
+        let tls =
+            "listen_tls = [\"127.0.0.1:6514\"]\ntls_cert = \"/c.crt\"\ntls_key = \"/k.key\"\n";
+        let c = load(tls).unwrap();
+        assert_eq!(c.listen_tls, vec!["127.0.0.1:6514".parse().unwrap()]);
+        assert_eq!(c.tls.as_ref().unwrap().key, PathBuf::from("/k.key"));
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.tls_max_handshakes, DEFAULT_TLS_MAX_HANDSHAKES);
+        let at = ListenAddr::Ip("127.0.0.1:6514".parse().unwrap());
+        assert_eq!(
+            c.inputs.at_tls(&at).framing,
+            Mode::Auto,
+            "auto on TLS listeners"
+        );
+        assert_eq!(c.framing, Mode::Lines, "lines on the others");
+        let again = load(&c.to_string()).unwrap();
+        assert_eq!(again.to_string(), c.to_string());
+        assert_eq!(again.inputs.at_tls(&at).framing, Mode::Auto, "{c}");
+        let lines = load(&format!("{tls}framing = \"lines\"")).unwrap();
+        assert_eq!(lines.inputs.at_tls(&at).framing, Mode::Lines);
+        let table = load(&format!(
+            "{tls}[listener.\"127.0.0.1:6514\"]\nframing = \"octet\"\n"
+        ))
+        .unwrap();
+        assert_eq!(table.inputs.at_tls(&at).framing, Mode::Octet);
+        let peers = load(&format!(
+            "{tls}tls_client_ca = \"/ca.crt\"\ntls_peers = [\"web1.example.net\", \"192.0.2.7\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(peers.tls.as_ref().unwrap().peers.len(), 2);
+        assert_eq!(
+            load(&peers.to_string()).unwrap().to_string(),
+            peers.to_string()
+        );
+
+        assert!(err("listen_tls = [\"127.0.0.1:6514\"]").contains("needs `tls_cert`"));
+        assert!(
+            err("tls_cert = \"/c.crt\"")
+                .contains("key `tls_cert`: no TLS listener (`listen_tls`) to apply it to")
+        );
+        assert!(err(&format!("{tls}tls_peers = [\"*.example.net\"]")).contains("wildcards"));
+        assert!(err(&format!("{tls}tls_handshake_timeout = 0")).contains("out of range"));
+        assert!(err(&format!("{tls}tls_max_handshakes = 0")).contains("at least 1"));
+        assert!(
+            err(&format!("{tls}listen = [\"127.0.0.1:6514\"]"))
+                .contains("key `listen_tls`: `127.0.0.1:6514` is also in `listen`")
+        );
+        assert!(
+            err(&format!(
+                "{tls}proxy_protocol = true\nproxy_from = [\"127.0.0.1\"]\n"
+            ))
+            .contains("TLS listeners (`listen_tls`) read no PROXY header")
+        );
+        assert!(
+            err(&format!(
+                "{tls}proxy_from = [\"127.0.0.1\"]\n[listener.\"127.0.0.1:6514\"]\nproxy_protocol = true\n"
+            ))
+            .contains("a TLS listener reads no PROXY header")
+        );
+        // `allow` applies to TLS listeners as to TCP ones.
+        let allow = load(&format!("{tls}allow = [\"10.0.0.0/8\"]")).unwrap();
+        assert!(allow.inputs.at_tls(&at).access.allow.is_some());
     }
 
     /// Every name of every choice reads back to a value that prints as that name.

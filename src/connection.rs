@@ -13,6 +13,11 @@
 //! the first data framed. A connection whose header is invalid, or names a client outside
 //! `allow`, ends in `Status::TurnedAway`; one still without a header at its deadline is closed
 //! by the loop (connections.rs keeps the deadlines).
+//!
+//! A connection on a TLS listener has a `Stream::Tls`: its reads are the decrypted bytes,
+//! framed like any stream's; until its TLS handshake completes it counts as `tls_handshaking`
+//! (connections.rs keeps its deadline and the count the loop caps), and a handshake or a
+//! record that fails ends it in `Status::TlsFailed` with the reason.
 
 use std::borrow::Cow;
 use std::io::{self, ErrorKind, Read, Write};
@@ -30,11 +35,15 @@ use crate::framing::Framer;
 use crate::input::{Input, Parse};
 use crate::proxy_header::{self, HeaderReader, Progress};
 use crate::recorder::Recorder;
+use crate::tls::{TlsFailure, TlsStream};
 
 /// An accepted stream socket.
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A TLS client (boxed: rustls' state is a few KiB, and most connections are plain).
+    /// Reads give the decrypted bytes; `as_fd` is the TCP socket's, whose bytes are ciphertext.
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Read for Stream {
@@ -43,6 +52,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read_plaintext(buf),
         }
     }
 }
@@ -53,6 +63,17 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.socket().as_fd(),
+        }
+    }
+}
+
+impl Stream {
+    /// Readiness it waits for: a TLS stream also writes (its handshake, alerts).
+    pub fn interest(&self) -> Interest {
+        match self {
+            Stream::Tls(_) => Interest::READABLE | Interest::WRITABLE,
+            _ => Interest::READABLE,
         }
     }
 }
@@ -67,6 +88,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interest),
             Stream::Unix(s) => s.register(registry, token, interest),
+            Stream::Tls(s) => s.socket_mut().register(registry, token, interest),
         }
     }
 
@@ -79,6 +101,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interest),
             Stream::Unix(s) => s.reregister(registry, token, interest),
+            Stream::Tls(s) => s.socket_mut().reregister(registry, token, interest),
         }
     }
 
@@ -86,6 +109,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            Stream::Tls(s) => s.socket_mut().deregister(registry),
         }
     }
 }
@@ -115,6 +139,9 @@ pub struct Connection {
     /// On a PROXY protocol listener, until its header is complete (boxed: only connections
     /// in their first milliseconds hold one).
     pub handshake: Option<Box<Handshake>>,
+    /// A TLS connection whose handshake is in progress (counted against the cap on those,
+    /// see connections.rs).
+    pub tls_handshaking: bool,
 }
 
 /// A PROXY protocol header being read.
@@ -154,6 +181,16 @@ pub enum Status {
     Closed(Option<std::io::Error>),
     /// Its PROXY header was invalid, or named a client outside `allow`: reset it.
     TurnedAway(TurnedAway),
+    /// A TLS client failed: its handshake (`during_handshake`: not TLS, a certificate
+    /// refused, gone before it completed) or later (a record that does not decrypt). `why`
+    /// says it for the log; its partial line is recorded. Close it.
+    TlsFailed { why: String, during_handshake: bool },
+}
+
+/// Whether a stream is TLS, noted before it moves into its connection.
+enum StreamKind {
+    Plain,
+    Tls,
 }
 
 /// A peer as written in records: `192.0.2.7:51234` or `[2001:db8::7]:51234`. A v4 client of a
@@ -185,6 +222,10 @@ impl Connection {
         listener: usize,
         handshake: Option<Box<Handshake>>,
     ) -> Connection {
+        let stream_kind = match &stream {
+            Stream::Tls(_) => StreamKind::Tls,
+            _ => StreamKind::Plain,
+        };
         Connection {
             stream,
             peer,
@@ -196,8 +237,32 @@ impl Connection {
             last_active: now,
             idle_at: None,
             stop_quota: None,
+            tls_handshaking: matches!(stream_kind, StreamKind::Tls),
             handshake,
         }
+    }
+
+    /// The verified name of a TLS client (`tls_peer` in json records): `None` for other
+    /// connections, before the handshake completes, and when no client certificate is asked.
+    #[inline]
+    pub fn tls_peer(&self) -> Option<&str> {
+        match &self.stream {
+            Stream::Tls(tls) => tls.peer(),
+            _ => None,
+        }
+    }
+
+    /// The client's address, for the log of refused TLS clients: read back from the peer as
+    /// written in records (no system call, and still known once the client reset the
+    /// connection); `None` for a unix peer.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        std::str::from_utf8(&self.peer).ok()?.parse().ok()
+    }
+
+    /// Records its unfinished line: it ends.
+    pub fn finish(&mut self, recorder: &mut Recorder<'_>) {
+        recorder.sink.set_tls_peer(self.tls_peer());
+        recorder.finish(&self.peer, &mut self.framer, self.parse);
     }
 
     /// Makes closing this connection send a reset (see `reset_on_close`).
@@ -281,6 +346,9 @@ impl Connection {
         recorder: &mut Recorder<'_>,
         now: Instant,
     ) -> Status {
+        if let Stream::Tls(tls) = &self.stream {
+            recorder.sink.set_tls_peer(tls.peer());
+        }
         while *budget > 0 {
             if recorder.sink.backlog() >= limit {
                 return Status::Full;
@@ -294,6 +362,37 @@ impl Connection {
                     Ok(Err(turned)) => return Status::TurnedAway(turned),
                     Ok(Ok(n)) => Ok(n),
                     Err(e) => Err(e),
+                }
+            } else if let Stream::Tls(tls) = &mut self.stream {
+                // Decrypted bytes are framed like any stream's (the raw format's in-place
+                // path reads the socket itself, which holds ciphertext here).
+                match tls.read_plaintext(&mut buf[..max]) {
+                    Ok(0) if !tls.handshake_done() => {
+                        return Status::TlsFailed {
+                            why: "closed the connection before completing the TLS handshake".into(),
+                            during_handshake: true,
+                        };
+                    }
+                    Ok(0) => Ok(0),
+                    Ok(n) => {
+                        recorder.stats.bytes += n as u64;
+                        // Known once the handshake is done: set at every read, it costs a
+                        // copy of a short name, and the recorder starts each turn without.
+                        recorder.sink.set_tls_peer(tls.peer());
+                        let data = &buf[..n];
+                        recorder.record_stream(&self.peer, &mut self.framer, self.parse, data);
+                        Ok(n)
+                    }
+                    Err(e) => match TlsFailure::of(&e) {
+                        Some(failure) => {
+                            recorder.finish(&self.peer, &mut self.framer, self.parse);
+                            return Status::TlsFailed {
+                                why: failure.to_string(),
+                                during_handshake: failure.during_handshake,
+                            };
+                        }
+                        None => Err(e),
+                    },
                 }
             } else {
                 recorder.read_from(

@@ -10,13 +10,15 @@
 //!
 //! Connections on a PROXY protocol listener must complete their header within
 //! `HEADER_TIMEOUT`. Every header has the same timeout, so their deadlines come in the order
-//! the connections were accepted: a plain queue, checked from its front.
+//! the connections were accepted: a plain queue, checked from its front. TLS connections must
+//! complete their handshake within `tls_handshake_timeout`, kept the same way; the count of
+//! handshakes in progress is what `tls_max_handshakes` caps.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::connection::{Connection, Handshake, Stream};
@@ -38,17 +40,76 @@ pub struct Connections {
     /// PROXY header deadlines as (slab key, connection id, deadline), in deadline order;
     /// an entry whose connection closed or completed its header is skipped.
     headers: VecDeque<(usize, u64, Instant)>,
+    /// TLS handshake deadlines, the same way (every handshake has the same timeout).
+    tls_handshakes: VecDeque<(usize, u64, Instant)>,
+    /// `tls_handshake_timeout`.
+    handshake_timeout: Duration,
+    /// TLS connections whose handshake is in progress.
+    handshaking: usize,
 }
 
 impl Connections {
-    pub fn new(idle_timeout: Option<Duration>) -> Connections {
+    /// `handshake_timeout`: how long a TLS client has to complete its handshake.
+    pub fn new(idle_timeout: Option<Duration>, handshake_timeout: Duration) -> Connections {
         Connections {
             slab: Slab::new(),
             ready: VecDeque::new(),
             next_id: 0,
             idle: idle_timeout.map(IdleTimers::new),
             headers: VecDeque::new(),
+            tls_handshakes: VecDeque::new(),
+            handshake_timeout,
+            handshaking: 0,
         }
+    }
+
+    /// `tls_handshake_timeout`.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// TLS connections whose handshake is in progress.
+    pub fn handshaking(&self) -> usize {
+        self.handshaking
+    }
+
+    /// Notes whether connection `key`'s TLS handshake completed; true if it just did.
+    pub fn note_handshake(&mut self, key: usize) -> bool {
+        let conn = &mut self.slab[key];
+        let done = conn.tls_handshaking
+            && matches!(&conn.stream, Stream::Tls(tls) if tls.handshake_done());
+        if done {
+            conn.tls_handshaking = false;
+            self.handshaking -= 1;
+        }
+        done
+    }
+
+    /// When the earliest TLS handshake deadline is (perhaps of a connection done with it).
+    pub fn next_handshake_deadline(&self) -> Option<Instant> {
+        self.tls_handshakes.front().map(|&(_, _, at)| at)
+    }
+
+    /// The TLS connections still handshaking at their deadline, by `now`.
+    pub fn handshakes_overdue(&mut self, now: Instant) -> Vec<usize> {
+        let mut overdue = Vec::new();
+        while let Some(&(key, id, at)) = self.tls_handshakes.front() {
+            if at > now {
+                break;
+            }
+            self.tls_handshakes.pop_front();
+            if self.slab.get(key).is_some_and(|c| c.id == id) && self.note_handshake(key) {
+                continue;
+            }
+            if self
+                .slab
+                .get(key)
+                .is_some_and(|c| c.id == id && c.tls_handshaking)
+            {
+                overdue.push(key);
+            }
+        }
+        overdue
     }
 
     /// Connections open.
@@ -77,7 +138,8 @@ impl Connections {
     ) -> io::Result<()> {
         let entry = self.slab.vacant_entry();
         let key = entry.key();
-        if let Err(e) = registry.register(&mut stream, token(key), Interest::READABLE) {
+        let interest = stream.interest();
+        if let Err(e) = registry.register(&mut stream, token(key), interest) {
             let peer = String::from_utf8_lossy(&peer);
             return Err(io::Error::new(
                 e.kind(),
@@ -88,6 +150,11 @@ impl Connections {
         self.next_id += 1;
         if handshake.is_some() {
             self.headers.push_back((key, id, now + HEADER_TIMEOUT));
+        }
+        if matches!(stream, Stream::Tls(_)) {
+            self.tls_handshakes
+                .push_back((key, id, now + self.handshake_timeout));
+            self.handshaking += 1;
         }
         let conn = entry.insert(Connection::new(
             stream, peer, id, now, input, listener, handshake,
@@ -144,6 +211,9 @@ impl Connections {
     /// also removes it from epoll. Its queue entry, if any, goes stale.
     pub fn remove(&mut self, key: usize) -> Connection {
         let mut conn = self.slab.remove(key);
+        if conn.tls_handshaking {
+            self.handshaking -= 1;
+        }
         if let Some(idle) = &mut self.idle {
             idle.disarm(key, &mut conn.idle_at);
         }
@@ -219,6 +289,8 @@ impl Connections {
         self.slab.clear();
         self.ready.clear();
         self.headers.clear();
+        self.tls_handshakes.clear();
+        self.handshaking = 0;
     }
 }
 
@@ -243,7 +315,7 @@ mod tests {
     fn queued_once_while_readable() {
         let poll = Poll::new().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut conns = Connections::new(None);
+        let mut conns = Connections::new(None, Duration::from_secs(10));
         let (stream, _client) = accepted(&listener);
         let now = Instant::now();
         conns
@@ -274,7 +346,7 @@ mod tests {
     fn stale_entries_are_skipped() {
         let poll = Poll::new().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut conns = Connections::new(None);
+        let mut conns = Connections::new(None, Duration::from_secs(10));
         let now = Instant::now();
         let (a, _ca) = accepted(&listener);
         conns
@@ -315,7 +387,7 @@ mod tests {
         let poll = Poll::new().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let timeout = Duration::from_secs(10);
-        let mut conns = Connections::new(Some(timeout));
+        let mut conns = Connections::new(Some(timeout), Duration::from_secs(10));
         let start = Instant::now();
         let (silent, _c0) = accepted(&listener);
         conns
@@ -369,7 +441,7 @@ mod tests {
         use crate::proxy_header::HeaderReader;
         let poll = Poll::new().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut conns = Connections::new(None);
+        let mut conns = Connections::new(None, Duration::from_secs(10));
         let start = Instant::now();
         let handshake = || {
             Some(Box::new(Handshake {

@@ -56,6 +56,7 @@ use crate::proxy_header::HeaderReader;
 use crate::recorder::{Framing, Recorder};
 use crate::sink::Sink;
 use crate::stats::Stats;
+use crate::tls::{Refusals, TlsServer, Verdict};
 
 /// Most listening sockets, stream and datagram together (each needs its own token below the
 /// clients').
@@ -99,10 +100,22 @@ const EVENTS: usize = 1024;
 /// unit, with the 5 s a failing output then gets) when the output cannot keep up.
 const SHUTDOWN_READ: Duration = Duration::from_secs(2);
 
+/// What a TLS connection may read at shutdown beyond what its socket held at the stop signal:
+/// rustls holds at most a record (16 KiB and its overhead) and 16 KiB of decrypted plaintext.
+const TLS_DRAIN_SLACK: usize = 34 * 1024;
+
 /// Settings the loop needs beyond its resources.
 pub struct Settings {
     pub max_connections: usize,
     pub idle_timeout: Option<Duration>,
+    /// The TLS listeners' certificate, key and client checks, loaded (before the privilege
+    /// drop); `None` without TLS listeners.
+    pub tls: Option<TlsServer>,
+    /// How long a TLS client may take to complete its handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Most TLS handshakes in progress at once: at the cap, TLS listeners stop accepting
+    /// (clients wait in the backlog) until one completes or fails.
+    pub tls_max_handshakes: usize,
     /// The output as named in messages.
     pub target: String,
 }
@@ -153,6 +166,15 @@ pub struct Server {
     /// Listeners that used up their `TURN_AWAY_BUDGET` before their backlog ran empty:
     /// accepted from again next iteration (readiness is edge-triggered, no event will come).
     accept_again: Vec<usize>,
+    /// The TLS configuration new connections get (reloaded by SIGHUP).
+    tls: Option<TlsServer>,
+    /// Refused TLS clients: each address logged at most once a minute.
+    tls_refusals: Refusals,
+    /// `tls_max_handshakes`.
+    max_handshakes: usize,
+    /// The TLS listeners stopped accepting at `max_handshakes` (logged once per episode):
+    /// they accept again when a handshake ends.
+    handshakes_capped: bool,
 }
 
 /// Why the loop ended.
@@ -207,7 +229,11 @@ impl Server {
             gate: AcceptGate::new(settings.max_connections),
             datagrams,
             signals,
-            conns: Connections::new(settings.idle_timeout),
+            conns: Connections::new(settings.idle_timeout, settings.tls_handshake_timeout),
+            tls: settings.tls,
+            tls_refusals: Refusals::new(),
+            max_handshakes: settings.tls_max_handshakes,
+            handshakes_capped: false,
             output: Output::new(sink, settings.target, OUTPUT),
             framing: Framing::new(max_line),
             stats,
@@ -302,6 +328,7 @@ impl Server {
             self.output.retry_at(),
             self.conns.next_idle(),
             self.conns.next_header_deadline(),
+            self.conns.next_handshake_deadline(),
             self.denied.summary_at(),
             self.refused.summary_at(),
             self.datagrams.drain_deadline(),
@@ -325,9 +352,14 @@ impl Server {
                     info!("stats: {}", self.stats);
                     // Per listener, only those that turned someone away.
                     for l in &self.stats.listeners {
-                        if l.denied + l.proxy_refused > 0 {
+                        if l.denied + l.proxy_refused + l.tls_handshake_failures > 0 {
+                            let tls = if l.name.starts_with("tls ") {
+                                format!(" tls_handshake_failures={}", l.tls_handshake_failures)
+                            } else {
+                                String::new()
+                            };
                             info!(
-                                "stats of {}: denied={} proxy_refused={}",
+                                "stats of {}: denied={} proxy_refused={}{tls}",
                                 l.name, l.denied, l.proxy_refused
                             );
                         }
@@ -391,6 +423,18 @@ impl Server {
                 return;
             }
             let (listener, name, input) = self.listeners.get(index);
+            let tls = listener.is_tls();
+            if tls && self.conns.handshaking() >= self.max_handshakes {
+                if !self.handshakes_capped {
+                    warning!(
+                        "{name}: {} TLS handshakes in progress, the cap (tls_max_handshakes); new \
+                         TLS clients wait until one completes",
+                        self.conns.handshaking()
+                    );
+                    self.handshakes_capped = true;
+                }
+                return;
+            }
             match listener.accept() {
                 Ok((stream, peer, addr)) => {
                     let admission = addr.map_or(Admission::Serve, |a| input.access.admit(a.ip()));
@@ -418,10 +462,26 @@ impl Server {
                         _ => None,
                     };
                     let input = input.clone();
+                    let stream = match (stream, &self.tls) {
+                        (Stream::Tcp(tcp), Some(server)) if tls => match server.accept(tcp) {
+                            Ok(stream) => Stream::Tls(Box::new(stream)),
+                            Err(e) => {
+                                // rustls fails a new connection only on a bad configuration,
+                                // which loading refused already.
+                                self.stats.errors += 1;
+                                error!("{name}: starting a TLS connection: {e}");
+                                continue;
+                            }
+                        },
+                        (stream, _) => stream,
+                    };
                     self.add_connection(stream, peer, input, index, handshake, now);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.gate.on_drained();
+                    if tls && std::mem::take(&mut self.handshakes_capped) {
+                        info!("{name}: below the cap on TLS handshakes again; no client waits");
+                    }
                     return;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -514,6 +574,7 @@ impl Server {
             metrics.expire(now);
         }
         self.close_headerless(now);
+        self.close_handshakeless(now);
         self.denied.summarize(now);
         self.refused.summarize(now);
     }
@@ -540,6 +601,57 @@ impl Server {
             conn.reset_on_close();
             self.turn_away(turned, now);
             self.close(key, now);
+        }
+    }
+
+    /// Closes the TLS connections still handshaking at their deadline (`tls_handshake_timeout`):
+    /// refused, counted and logged like a failed handshake.
+    fn close_handshakeless(&mut self, now: Instant) {
+        for key in self.conns.handshakes_overdue(now) {
+            let why = format!(
+                "no complete TLS handshake within {} s (tls_handshake_timeout)",
+                self.conns.handshake_timeout().as_secs()
+            );
+            self.refuse_tls(key, &why, true, now);
+            // A stalled client learns at once; no TIME_WAIT left behind.
+            self.conns.get_mut(key).reset_on_close();
+            self.close(key, now);
+        }
+    }
+
+    /// Counts and logs (each address at most once a minute) a TLS client that failed, before
+    /// it is closed: `during_handshake` counts it in `tls_handshake_failures`, else in errors.
+    fn refuse_tls(&mut self, key: usize, why: &str, during_handshake: bool, now: Instant) {
+        let conn = self.conns.get_mut(key);
+        let counters = &mut self.stats.listeners[conn.listener];
+        // Closed with a FIN, not a reset: the alert rustls queued (`bad certificate`, ...)
+        // must reach the client first.
+        if during_handshake {
+            counters.tls_handshake_failures += 1;
+        } else {
+            self.stats.errors += 1;
+        }
+        let Some(addr) = conn.peer_addr() else {
+            return;
+        };
+        let name = &counters.name;
+        let what = if during_handshake {
+            "refused TLS client"
+        } else {
+            "closed TLS client"
+        };
+        if let Verdict::Log { same, others } = self.tls_refusals.note(addr.ip(), now) {
+            let mut line = format!("{name}: {what} {addr}: {why}");
+            if same > 0 {
+                line += &format!(
+                    " ({same} more refusals of {} in the last minute not logged)",
+                    addr.ip().to_canonical()
+                );
+            }
+            if others > 0 {
+                line += &format!(" ({others} refusals of other addresses not logged)");
+            }
+            warning!("{line}");
         }
     }
 
@@ -628,9 +740,12 @@ impl Server {
             let conn = self.conns.get_mut(key);
             let mut recorder = recorder!(self, conn.listener);
             match conn.read_available(&mut self.read_buf, &mut budget, limit, &mut recorder, now) {
-                Status::Drained => return,
+                Status::Drained => return self.after_turn(key, now),
                 Status::Full if budget > 0 && self.room_to_read(now) => {}
-                Status::Full | Status::More => return self.conns.requeue(key),
+                Status::Full | Status::More => {
+                    self.conns.requeue(key);
+                    return self.after_turn(key, now);
+                }
                 Status::Closed(err) => {
                     if err.is_some() {
                         // Resets are routine (a client crashed); counted, not logged each.
@@ -643,6 +758,36 @@ impl Server {
                     self.turn_away(turned, now);
                     return self.close(key, now);
                 }
+                Status::TlsFailed {
+                    why,
+                    during_handshake,
+                } => {
+                    self.refuse_tls(key, &why, during_handshake, now);
+                    return self.close(key, now);
+                }
+            }
+        }
+    }
+
+    /// After connection `key`'s turn: if its TLS handshake just completed, a TLS listener
+    /// held at `tls_max_handshakes` may accept again.
+    fn after_turn(&mut self, key: usize, now: Instant) {
+        if self.conns.note_handshake(key) {
+            self.resume_tls_accepts(now);
+        }
+    }
+
+    /// Accepts on the TLS listeners again if they stopped at `tls_max_handshakes` and a
+    /// handshake ended since.
+    fn resume_tls_accepts(&mut self, now: Instant) {
+        if self.handshakes_capped
+            && self.conns.handshaking() < self.max_handshakes
+            && self.draining_since.is_none()
+        {
+            for index in 0..self.listeners.len() {
+                if self.listeners.get(index).0.is_tls() {
+                    self.accept_all(index, now);
+                }
             }
         }
     }
@@ -651,9 +796,12 @@ impl Server {
     fn close(&mut self, key: usize, now: Instant) {
         let conn = self.conns.remove(key);
         self.stats.listeners[conn.listener].open -= 1;
+        let handshaking = conn.tls_handshaking;
         drop(conn);
         if self.gate.on_close() {
             self.accept_everywhere(now);
+        } else if handshaking {
+            self.resume_tls_accepts(now);
         }
     }
 
@@ -670,7 +818,7 @@ impl Server {
     /// Records the partial line of connection `key`, which ends.
     fn finish(&mut self, key: usize) {
         let conn = self.conns.get_mut(key);
-        recorder!(self, conn.listener).finish(&conn.peer, &mut conn.framer, conn.parse);
+        conn.finish(&mut recorder!(self, conn.listener));
     }
 
     /// Writes out what is queued (see output.rs); a failed write is an error to count. Once
@@ -691,13 +839,32 @@ impl Server {
         }
     }
 
-    /// SIGHUP: open the output anew (after logrotate moved it away).
+    /// SIGHUP: open the output anew (after logrotate moved it away), and read the TLS
+    /// certificate, key and CA again for new connections (open ones keep theirs); if they do
+    /// not load, the old ones stay and the log says why.
     fn reopen(&mut self) {
         self.notifier.reloading();
         if self.output.reopen() {
             self.stats.output.reopens += 1;
         } else {
             self.stats.output.reopen_failures += 1;
+        }
+        if let Some(tls) = &mut self.tls {
+            match tls.reload() {
+                Ok(warnings) => {
+                    for w in warnings {
+                        warning!("{w}");
+                    }
+                    info!("TLS: certificate, key and CA read again; new connections get them");
+                }
+                Err(e) => {
+                    self.stats.errors += 1;
+                    error!(
+                        "TLS: reloading failed, new connections keep getting the old \
+                         certificate, key and CA: {e:#}"
+                    );
+                }
+            }
         }
         self.notifier.reloaded();
     }
@@ -724,6 +891,12 @@ impl Server {
                 );
                 usize::MAX
             });
+            // A TLS connection's socket holds ciphertext, and rustls may hold decrypted bytes
+            // already: read on up to a record and a decrypted record's worth more.
+            let quota = match conn.stream {
+                Stream::Tls(_) => quota.saturating_add(TLS_DRAIN_SLACK),
+                _ => quota,
+            };
             if quota == 0 {
                 self.finish(key);
                 self.close(key, now);
@@ -751,7 +924,7 @@ impl Server {
         let mut unread = 0usize;
         for conn in self.conns.iter_mut() {
             unread = unread.saturating_add(conn.stop_quota.unwrap_or(0));
-            recorder!(self, conn.listener).finish(&conn.peer, &mut conn.framer, conn.parse);
+            conn.finish(&mut recorder!(self, conn.listener));
             self.stats.listeners[conn.listener].open -= 1;
         }
         if unread > 0 {

@@ -136,6 +136,18 @@ pub fn write_parsed(
     }
 }
 
+/// Adds `,"name":"<escaped value>"` to the JSON record that `out` ends with (its `}\n`
+/// moved after it): the TLS listeners' `tls_peer` (sink/file.rs).
+pub fn json_add_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    debug_assert!(out.ends_with(b"}\n"), "a json record ends with }}\\n");
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_string(out, value, false);
+    out.extend_from_slice(b"}\n");
+}
+
 /// Appends a JSON record's `{"time":"…","peer":"…","line":"…"`, the object left open for
 /// more fields; true if the line went in as it is (see `json_string`).
 fn json_open(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8]) -> bool {
@@ -521,6 +533,21 @@ fn json_quote_in_place(out: &mut Vec<u8>, start: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A field added to a json record (`tls_peer`) goes inside its object, escaped; the record
+    /// stays one line of valid JSON.
+    #[test]
+    fn json_field_added_inside_the_record() {
+        let mut out = Vec::new();
+        write_record(Format::Json, &mut out, b"T", b"127.0.0.1:5", b"line");
+        json_add_field(&mut out, "tls_peer", b"web1.example.net\"\n\x1b");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("}\n") && text.lines().count() == 1, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // Control characters as the other fields have them: `\x0a`, never raw.
+        assert_eq!(value["tls_peer"], "web1.example.net\"\\x0a\\x1b");
+        assert_eq!(value["line"], "line");
+    }
 
     fn esc(line: &[u8]) -> String {
         let mut out = Vec::new();

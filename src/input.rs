@@ -130,6 +130,8 @@ pub struct Inputs {
     pub proxy_from: Option<Arc<AllowList>>,
     /// The listeners' own tables: what each sets.
     pub listeners: BTreeMap<ListenAddr, Table>,
+    /// Whether the top-level `framing` was given: TLS listeners default to `auto` otherwise.
+    pub framing_given: bool,
 }
 
 /// The top-level `framing`, `parse`, access keys and the `listener` tables as written.
@@ -250,6 +252,7 @@ impl RawInputs<'_> {
             default,
             proxy_from,
             listeners,
+            framing_given: self.framing.is_some(),
         })
     }
 }
@@ -280,6 +283,20 @@ impl Inputs {
             parse: table.parse.unwrap_or(self.default.parse),
             access,
         }
+    }
+}
+
+impl Inputs {
+    /// The settings of the TLS listener at `addr`: as `at`, but framing `auto` unless the
+    /// top-level `framing` or its table says otherwise (RFC 5425 senders count octets; older
+    /// ones send lines).
+    pub fn at_tls(&self, addr: &ListenAddr) -> Input {
+        let mut input = self.at(addr);
+        let own = self.listeners.get(addr).and_then(|t| t.framing);
+        if own.is_none() && !self.framing_given {
+            input.framing = Mode::Auto;
+        }
+        input
     }
 }
 

@@ -16,7 +16,7 @@
 //! - `proxy_header`: the PROXY protocol header a load balancer sends first, read as it comes.
 //! - `connection`: one client: its `Stream`, its peer as written in records, its framer.
 //! - `tls`: syslog over TLS: the certificate files, client checks, a non-blocking `TlsStream`
-//!   (not yet wired into the loop).
+//!   (a `Stream::Tls` of TLS listeners' connections), refused clients' log.
 //! - `datagram`: datagram sockets (UDP): turns, readable flags, the drain's time limit.
 //! - `recorder`: reads a socket (or takes a datagram), frames, stamps, queues records in the sink.
 //! - `input`: each listener's framing and parsing (top-level keys, `[listener."ADDR"]` tables).

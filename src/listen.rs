@@ -64,6 +64,8 @@ pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket> {
 pub struct Listeners {
     pub tcp: Named<TcpListener>,
     pub udp: Named<UdpSocket>,
+    /// TLS listeners (`listen_tls`): TCP listeners whose clients speak TLS.
+    pub tls: Named<TcpListener>,
     /// Unix stream listeners: `unix /run/logsinkd/in.sock`.
     pub unix: Named<UnixListener>,
     /// Unix datagram sockets, with `SO_PASSCRED` set: `unix-dgram /dev/log`.
@@ -91,7 +93,14 @@ impl Listeners {
             list.into_iter()
                 .map(|(socket, name, input)| (T::from(socket), name, input))
         }
-        let streams = convert(self.tcp).chain(convert(self.unix)).collect();
+        let tls = self
+            .tls
+            .into_iter()
+            .map(|(socket, name, input)| (Listener::tls(socket), name, input));
+        let streams = convert(self.tcp)
+            .chain(tls)
+            .chain(convert(self.unix))
+            .collect();
         let datagrams = convert(self.udp).chain(convert(self.unix_dgram)).collect();
         (streams, datagrams)
     }
@@ -101,8 +110,13 @@ impl Listeners {
 /// not a TCP or unix stream listener or a UDP or unix datagram socket, and if there are more
 /// than `MAX_LISTENERS`.
 /// Each socket's settings are those of the listener at its address (`inputs`); a TCP listener
-/// bound to `metrics` (`metrics_listen`) is the metrics endpoint's.
-pub fn from_systemd(inputs: &Inputs, metrics: Option<SocketAddr>) -> Result<Option<Listeners>> {
+/// bound to `metrics` (`metrics_listen`) is the metrics endpoint's, one bound to an address in
+/// `tls` (`listen_tls`) a TLS listener.
+pub fn from_systemd(
+    inputs: &Inputs,
+    metrics: Option<SocketAddr>,
+    tls: &[SocketAddr],
+) -> Result<Option<Listeners>> {
     let fds = sd_notify::listen_fds_with_names().context("reading LISTEN_FDS")?;
     if fds.len() == 0 {
         return Ok(None);
@@ -162,6 +176,14 @@ pub fn from_systemd(inputs: &Inputs, metrics: Option<SocketAddr>) -> Result<Opti
             Some(Type::STREAM) if listening && local_ip.is_some() && local_ip == metrics => {
                 listeners.metrics = Some(socket.into())
             }
+            Some(Type::STREAM) if listening && local_ip.is_some_and(|a| tls.contains(&a)) => {
+                let input = local
+                    .as_ref()
+                    .and_then(listen_addr)
+                    .map_or_else(|| inputs.default.clone(), |addr| inputs.at_tls(&addr));
+                let name = format!("tls {at}");
+                listeners.tls.push((socket.into(), name, input))
+            }
             Some(Type::STREAM) if listening => listeners.tcp.push((socket.into(), name, input)),
             Some(Type::DGRAM) if unix => {
                 // Datagrams sent before this carry no credentials (`unix:unknown`): the unit
@@ -219,6 +241,7 @@ fn describe(addr: Option<&SockAddr>) -> String {
 pub fn bind_all(
     tcp: &[SocketAddr],
     udp: &[SocketAddr],
+    tls: &[SocketAddr],
     unix: &UnixSettings,
     backlog: u32,
     inputs: &Inputs,
@@ -233,6 +256,13 @@ pub fn bind_all(
         udp: udp
             .iter()
             .map(|&addr| Ok((bind_udp(addr)?, format!("udp {addr}"), ip(addr))))
+            .collect::<Result<_>>()?,
+        tls: tls
+            .iter()
+            .map(|&addr| {
+                let input = inputs.at_tls(&ListenAddr::Ip(addr));
+                Ok((bind(addr, backlog)?, format!("tls {addr}"), input))
+            })
             .collect::<Result<_>>()?,
         ..Listeners::default()
     };

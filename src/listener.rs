@@ -20,6 +20,9 @@ use crate::unix::transport;
 
 pub enum Listener {
     Tcp(TcpListener),
+    /// Its clients speak TLS: it accepts TCP streams, which the event loop wraps in a
+    /// `TlsStream` with the configuration of the moment (`tls::TlsServer`).
+    Tls(TcpListener),
     /// Its clients' peer is their credentials (`unix:pid=1234,uid=1000`).
     Unix(UnixListener),
 }
@@ -29,7 +32,7 @@ impl Listener {
     /// and, for TCP, its address (for `allow` and `proxy_from`).
     pub fn accept(&self) -> io::Result<(Stream, Box<[u8]>, Option<SocketAddr>)> {
         match self {
-            Listener::Tcp(l) => {
+            Listener::Tcp(l) | Listener::Tls(l) => {
                 let (stream, addr) = l.accept()?;
                 let peer = peer_text(addr).into_bytes().into();
                 Ok((Stream::Tcp(stream), peer, Some(addr)))
@@ -44,6 +47,7 @@ impl Listener {
     pub fn local_name(&self) -> io::Result<String> {
         match self {
             Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Listener::Tls(l) => Ok(format!("tls {}", l.local_addr()?)),
             Listener::Unix(l) => transport::listener_name(l),
         }
     }
@@ -58,6 +62,13 @@ impl Listener {
                     .map_or_else(|_| name.into(), |a| a.to_string());
                 ListenerInfo::new(Kind::Tcp, &addr)
             }
+            Listener::Tls(l) => {
+                let addr = l.local_addr().map_or_else(
+                    |_| name.trim_start_matches("tls ").into(),
+                    |a| a.to_string(),
+                );
+                ListenerInfo::new(Kind::Tls, &addr)
+            }
             Listener::Unix(l) => {
                 let named = transport::listener_name(l).unwrap_or_else(|_| name.into());
                 let path = named.strip_prefix("unix ").unwrap_or(&named);
@@ -70,23 +81,35 @@ impl Listener {
     /// refused because the backlog was full. TCP only.
     pub fn kernel_drops(&self) -> Option<u64> {
         match self {
-            Listener::Tcp(l) => crate::metrics::kernel_drops(l.as_fd()),
+            Listener::Tcp(l) | Listener::Tls(l) => crate::metrics::kernel_drops(l.as_fd()),
             Listener::Unix(_) => None,
         }
     }
 
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Tcp(l) | Listener::Tls(l) => registry.register(l, token, Interest::READABLE),
             Listener::Unix(l) => registry.register(l, token, Interest::READABLE),
         }
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => registry.deregister(l),
+            Listener::Tcp(l) | Listener::Tls(l) => registry.deregister(l),
             Listener::Unix(l) => registry.deregister(l),
         }
+    }
+}
+
+impl Listener {
+    /// A TLS listener over a bound TCP listener.
+    pub fn tls(listener: std::net::TcpListener) -> Listener {
+        Listener::Tls(TcpListener::from_std(listener))
+    }
+
+    /// Whether its clients speak TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Listener::Tls(_))
     }
 }
 

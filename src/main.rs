@@ -14,6 +14,7 @@ use logsinkd::daemon::{self, Readiness};
 use logsinkd::diag::{self, Level};
 use logsinkd::event_loop::{Server, Settings};
 use logsinkd::sink::{Sink, SyslogOptions};
+use logsinkd::tls::TlsServer;
 use logsinkd::{cli, listen, man};
 
 /// Exit code for a bad command line or configuration (as clap uses for usage errors).
@@ -46,6 +47,21 @@ fn main() -> ExitCode {
         },
     };
     if cli.check_config {
+        // The TLS files are read as the daemon will read them at start (before it drops
+        // privileges): each problem names the key and the file.
+        if let Some(settings) = &config.tls {
+            match TlsServer::load(settings.clone()) {
+                Ok((_, warnings)) => {
+                    for w in warnings {
+                        eprintln!("logsinkd: warning: {w}");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("logsinkd: error: {e:#}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         print!("{config}");
         return ExitCode::SUCCESS;
     }
@@ -74,16 +90,31 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
     let mut pid_file = pid_path
         .map(|path| daemon::PidFile::lock(&path, identity.as_ref()))
         .transpose()?;
-    let mut listeners = match listen::from_systemd(&config.inputs, config.metrics_listen)? {
-        Some(adopted) => adopted,
-        None => listen::bind_all(
-            &config.listen,
-            &config.listen_udp,
-            &config.unix,
-            config.backlog,
-            &config.inputs,
-        )?,
+    // The key is read here, as the starting user (root, often), before the privilege drop:
+    // the daemon's user need not be able to read it (a SIGHUP that cannot keeps the old one).
+    let tls = match &config.tls {
+        Some(settings) => {
+            let (server, warnings) = TlsServer::load(settings.clone())?;
+            for w in warnings {
+                diag::log(Level::Warning, format_args!("{w}"));
+            }
+            Some(server)
+        }
+        None => None,
     };
+    let listen_tls = &config.listen_tls;
+    let mut listeners =
+        match listen::from_systemd(&config.inputs, config.metrics_listen, listen_tls)? {
+            Some(adopted) => adopted,
+            None => listen::bind_all(
+                &config.listen,
+                &config.listen_udp,
+                &config.listen_tls,
+                &config.unix,
+                config.backlog,
+                &config.inputs,
+            )?,
+        };
     // Bound here unless systemd passed a socket at its address (then that one serves).
     if let (Some(addr), None) = (config.metrics_listen, &listeners.metrics) {
         listeners.metrics = Some(listen::bind(addr, listen::METRICS_BACKLOG)?);
@@ -128,6 +159,9 @@ fn run(mut config: Config, identity: Option<daemon::Identity>) -> Result<ExitCod
         let settings = Settings {
             max_connections: config.max_connections,
             idle_timeout: config.idle_timeout,
+            tls,
+            tls_handshake_timeout: config.tls_handshake_timeout,
+            tls_max_handshakes: config.tls_max_handshakes,
             target: config.output.to_string(),
         };
         Server::new(listeners, sink, config.max_line, settings).map(|s| (s, warning))

@@ -150,8 +150,9 @@ fn config_keys() -> Roff {
     roff.text([roman(
         "a table of one listener's own framing, parse, allow, proxy_protocol and proxy_from \
          keys, overriding the top-level ones; ADDR is its address or path as written in its \
-         listen key (allow is for TCP and UDP listeners, the PROXY keys for TCP ones: a unix \
-         socket's mode decides who may send to it)",
+         listen key (allow is for TCP, TLS and UDP listeners, the PROXY keys for plain TCP \
+         ones: a unix socket's mode decides who may send to it); TLS listeners frame `auto` \
+         unless framing is set",
     )]);
     roff
 }
@@ -166,6 +167,9 @@ one closed; if that fails, the old file stays in use and the open is retried at
 most once a second while records arrive.
 A syslog output reconnects (looking its host name up again); so does a journal
 output.
+The TLS listeners' \fBtls_cert\fR, \fBtls_key\fR and \fBtls_client_ca\fR are
+read again: new connections get them, open ones keep theirs; if they do not load
+(a key the daemon's user cannot read), the old ones stay and the log says why.
 The configuration is not read again.
 \fBsystemctl reload logsinkd\fR sends it.
 .TP
@@ -179,7 +183,8 @@ If the output does not take the records within 5 s, exit 1.
 .B SIGUSR1
 Log one line of statistics: connections open and in total, lines, bytes,
 errors, and the clients turned away (denied by an allow\-list, refused for
-their PROXY header); then one line for each listener that turned clients away.
+their PROXY header, failed TLS handshakes); then one line for each listener that
+turned clients away.
 .SH "EXIT STATUS"
 .TP
 .B 0
@@ -222,6 +227,7 @@ Socket activation
 when LISTEN_PID is logsinkd's pid, it serves the LISTEN_FDS sockets passed from
 descriptor 3 on and binds none of its own (\fBlisten\fR, \fBlisten_udp\fR,
 \fBlisten_unix\fR and \fBlisten_unix_dgram\fR are ignored).
+A TCP listener bound to an address in \fBlisten_tls\fR is a TLS listener.
 A listening stream socket is served as a TCP or unix stream listener, a
 datagram socket as a UDP or unix datagram socket; at most 64.
 A TCP listener bound to the \fBmetrics_listen\fR address serves the metrics;

@@ -60,6 +60,7 @@ impl<'a> Recorder<'a> {
     #[inline]
     pub fn new(framing: &'a mut Framing, sink: &'a mut Sink, stats: &'a mut ListenerStats) -> Self {
         sink.set_listener(&stats.name);
+        sink.set_tls_peer(None);
         Recorder {
             sink,
             stats,

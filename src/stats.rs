@@ -33,6 +33,9 @@ pub struct ListenerStats {
     /// Connections to a PROXY protocol listener reset: not from `proxy_from`, or no valid
     /// header in time.
     pub proxy_refused: u64,
+    /// TLS clients closed before their handshake completed (TLS listeners): not TLS, a
+    /// certificate refused, not in `tls_peers`, no handshake in time, or gone mid-handshake.
+    pub tls_handshake_failures: u64,
     /// As named in messages and the journal output's `LOGSINKD_LISTENER` (`127.0.0.1:5140`,
     /// `udp 127.0.0.1:5140`): the address bound, port 0 resolved.
     pub name: Arc<str>,
@@ -108,7 +111,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections open={} total={} lines={} bytes={} errors={} truncated={} unparsed={} \
-             denied={} proxy_refused={}",
+             denied={} proxy_refused={} tls_handshake_failures={}",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
@@ -117,7 +120,8 @@ impl fmt::Display for Stats {
             self.total(|l| l.truncated),
             self.total(|l| l.unparsed),
             self.total(|l| l.denied),
-            self.total(|l| l.proxy_refused)
+            self.total(|l| l.proxy_refused),
+            self.total(|l| l.tls_handshake_failures)
         )
     }
 }

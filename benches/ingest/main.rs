@@ -24,6 +24,7 @@ mod receivers;
 mod reference;
 mod report;
 mod scrape;
+mod tls;
 mod verify;
 
 use std::path::Path;
@@ -45,6 +46,8 @@ pub struct Scenario {
     pub rate: Option<u32>,
     /// Counts toward the throughput targets (the 10,000-connection scenario is about memory).
     pub throughput_target: bool,
+    /// Sent over TLS, to the receivers that serve TLS.
+    pub tls: bool,
 }
 
 impl Scenario {
@@ -56,6 +59,16 @@ impl Scenario {
             per_conn,
             rate: None,
             throughput_target,
+            tls: false,
+        }
+    }
+
+    /// Octet-counted syslog messages as `syslog`, over TLS.
+    fn tls(conns: usize, per_conn: usize, name: &str, throughput_target: bool) -> Scenario {
+        Scenario {
+            kind: lines::Kind::Syslog,
+            tls: true,
+            ..Scenario::flat(conns, per_conn, name, throughput_target)
         }
     }
 
@@ -75,6 +88,7 @@ impl Scenario {
             per_conn: rate as usize * secs,
             rate: Some(rate),
             throughput_target: false,
+            tls: false,
         }
     }
 
@@ -88,6 +102,9 @@ impl Scenario {
                 Scenario::flat(10_000, 10, "10,000 conns x 10", false),
                 Scenario::syslog(1, 1_000_000, "syslog 1 x 1,000,000"),
                 Scenario::syslog(16, 100_000, "syslog 16 x 100,000"),
+                Scenario::tls(1, 1_000_000, "tls 1 x 1,000,000", true),
+                Scenario::tls(16, 100_000, "tls 16 x 100,000", true),
+                Scenario::tls(10_000, 10, "tls 10,000 conns x 10", false),
                 Scenario::paced(100, 100, 10),
             ]
         } else {
@@ -98,6 +115,8 @@ impl Scenario {
                 Scenario::flat(200, 10, "smoke 200 conns x 10", false),
                 Scenario::syslog(2, 1_000, "smoke syslog 2 x 1,000"),
                 Scenario::syslog(16, 100, "smoke syslog 16 x 100"),
+                Scenario::tls(2, 1_000, "smoke tls 2 x 1,000", true),
+                Scenario::tls(200, 10, "smoke tls 200 conns x 10", false),
                 Scenario::paced(10, 100, 1),
             ]
         }
@@ -149,6 +168,7 @@ fn main() -> ExitCode {
             .iter()
             .filter(|r| {
                 r.serves(scenario.kind)
+                    && r.tls() == scenario.tls
                     && selected(scenario, r)
                     && (scenario.throughput_target || !r.ceiling_only())
             })
@@ -224,6 +244,14 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
         .map_err(|e| e.to_string())?;
     let running = receiver.start(dir.path())?;
     let mut clients = load::connect(running.addr(), scenario.conns)?;
+    // Handshakes done and messages encrypted before the clock starts.
+    let encrypted;
+    let data = if scenario.tls {
+        encrypted = tls::handshake_and_encrypt(&mut clients, data)?;
+        &encrypted[..]
+    } else {
+        data
+    };
     let scraper = running.metrics.map(scrape::Scraper::start);
     let shape = receiver.shape();
     let (wall, sent_ns, latency) = match scenario.rate {

@@ -38,12 +38,19 @@ pub enum Kind {
         framing: &'static str,
         parse: &'static str,
         metrics: bool,
+        /// Its one listener serves TLS (`listen_tls`), with the bench's certificate.
+        tls: bool,
     },
     /// `extra_percent`: more bytes written than received, in a second file (see reference.rs).
     Reference { extra_percent: usize },
     /// `fields`: parsed syslog messages written as host, tag and message (the syslog load);
     /// else each message as received (`%rawmsg%`, the lines load).
-    Rsyslogd { bin: PathBuf, fields: bool },
+    /// `tls`: imtcp with the gtls stream driver (rsyslog-gnutls), anonymous clients.
+    Rsyslogd {
+        bin: PathBuf,
+        fields: bool,
+        tls: bool,
+    },
 }
 
 /// One receiver under test, as named in the report and in filters.
@@ -57,20 +64,24 @@ impl Receiver {
     /// Everything this machine can run: rsyslogd only when it is installed. With `metrics`,
     /// every logsinkd serves its metrics.
     pub fn available(metrics: bool) -> Vec<Receiver> {
-        let logsinkd = |name, format, framing, parse| Receiver {
+        let logsinkd_with = |name, format, framing, parse, tls| Receiver {
             name,
             kind: Kind::Logsinkd {
                 format,
                 framing,
                 parse,
                 metrics,
+                tls,
             },
         };
+        let logsinkd =
+            |name, format, framing, parse| logsinkd_with(name, format, framing, parse, false);
         let mut all = vec![
             logsinkd("logsinkd default", "default", "lines", "none"),
             logsinkd("logsinkd raw", "raw", "lines", "none"),
             logsinkd("logsinkd octet raw", "raw", "octet", "none"),
             logsinkd("logsinkd octet json+parse", "json", "octet", "syslog"),
+            logsinkd_with("logsinkd tls octet raw", "raw", "octet", "none", true),
             Receiver {
                 name: "reference",
                 kind: Kind::Reference { extra_percent: 0 },
@@ -87,19 +98,41 @@ impl Receiver {
             .map(PathBuf::from)
             .find(|p| p.exists());
         match rsyslogd {
-            Some(bin) => all.extend([
-                Receiver {
-                    name: "rsyslogd",
-                    kind: Kind::Rsyslogd {
-                        bin: bin.clone(),
-                        fields: false,
+            Some(bin) => {
+                all.extend([
+                    Receiver {
+                        name: "rsyslogd",
+                        kind: Kind::Rsyslogd {
+                            bin: bin.clone(),
+                            fields: false,
+                            tls: false,
+                        },
                     },
-                },
-                Receiver {
-                    name: "rsyslogd fields",
-                    kind: Kind::Rsyslogd { bin, fields: true },
-                },
-            ]),
+                    Receiver {
+                        name: "rsyslogd fields",
+                        kind: Kind::Rsyslogd {
+                            bin: bin.clone(),
+                            fields: true,
+                            tls: false,
+                        },
+                    },
+                ]);
+                if gtls_installed() {
+                    all.push(Receiver {
+                        name: "rsyslogd tls fields",
+                        kind: Kind::Rsyslogd {
+                            bin,
+                            fields: true,
+                            tls: true,
+                        },
+                    });
+                } else {
+                    eprintln!(
+                        "ingest: rsyslogd's gtls driver is not installed (apt-get install \
+                         rsyslog-gnutls); the TLS scenarios run without rsyslogd"
+                    );
+                }
+            }
             None => eprintln!(
                 "ingest: rsyslogd is not installed (apt-get install rsyslog); comparing without it"
             ),
@@ -122,6 +155,14 @@ impl Receiver {
             Kind::Reference { extra_percent } => extra_percent == 0 || !syslog,
             Kind::Rsyslogd { fields, .. } => fields == syslog,
         }
+    }
+
+    /// Serves TLS (the TLS scenarios) rather than plain TCP (all others).
+    pub fn tls(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Logsinkd { tls: true, .. } | Kind::Rsyslogd { tls: true, .. }
+        )
     }
 
     pub fn is_logsinkd(&self) -> bool {
@@ -160,12 +201,27 @@ impl Receiver {
                 framing,
                 parse,
                 metrics,
+                tls,
             } => {
                 let mut cmd = Command::new(logsinkd_binary());
+                if *tls {
+                    // Its only listener (`listen = []` is said in a file, and the file is
+                    // checked on its own first: the TLS keys go there too).
+                    let (_, cert, key) = crate::tls::write_files(dir)?;
+                    let conf = dir.join("logsinkd.toml");
+                    let text = format!(
+                        "listen = []\nlisten_tls = [\"127.0.0.1:0\"]\ntls_cert = {:?}\n\
+                         tls_key = {:?}\n",
+                        cert.display().to_string(),
+                        key.display().to_string()
+                    );
+                    std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+                    cmd.arg("--config").arg(&conf);
+                } else {
+                    cmd.args(["--listen", "127.0.0.1:0"]);
+                }
                 cmd.args([
                     "--foreground",
-                    "--listen",
-                    "127.0.0.1:0",
                     "--format",
                     format,
                     "--framing",
@@ -190,7 +246,9 @@ impl Receiver {
                     .arg(extra_percent.to_string());
                 (cmd, true)
             }
-            Kind::Rsyslogd { bin, fields } => (rsyslogd_command(bin, dir, &out, *fields)?, false),
+            Kind::Rsyslogd { bin, fields, tls } => {
+                (rsyslogd_command(bin, dir, &out, *fields, *tls)?, false)
+            }
         };
         let mut child = cmd
             .current_dir(dir)
@@ -238,6 +296,14 @@ impl Receiver {
     }
 }
 
+/// Whether rsyslog's gtls stream driver (rsyslog-gnutls) is installed.
+fn gtls_installed() -> bool {
+    ["x86_64", "aarch64", "i386", "arm"]
+        .iter()
+        .any(|arch| Path::new(&format!("/usr/lib/{arch}-linux-gnu/rsyslog/lmnsd_gtls.so")).exists())
+        || Path::new("/usr/lib/rsyslog/lmnsd_gtls.so").exists()
+}
+
 /// The logsinkd under test: this build's, or `INGEST_LOGSINKD` to compare another build.
 fn logsinkd_binary() -> PathBuf {
     std::env::var_os("INGEST_LOGSINKD")
@@ -249,7 +315,13 @@ fn logsinkd_binary() -> PathBuf {
 /// received (`%rawmsg%`), or with `fields` as parsed by its default parsers (RFC 5424, then
 /// 3164): `%hostname% %syslogtag% %msg%`, with imptcp's octet-counted framing (on by default)
 /// asked for by name. Its own work directory; no /dev/log (imuxsock is not loaded).
-fn rsyslogd_command(bin: &Path, dir: &Path, out: &Path, fields: bool) -> Result<Command, String> {
+fn rsyslogd_command(
+    bin: &Path,
+    dir: &Path,
+    out: &Path,
+    fields: bool,
+    tls: bool,
+) -> Result<Command, String> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -264,13 +336,30 @@ fn rsyslogd_command(bin: &Path, dir: &Path, out: &Path, fields: bool) -> Result<
     } else {
         ("", "%rawmsg%")
     };
+    // With TLS: imtcp and its gtls driver (imptcp has no TLS), anonymous clients; imtcp
+    // takes octet-counted frames by default.
+    let input = if tls {
+        let (ca, cert, key) = crate::tls::write_files(dir)?;
+        format!(
+            r#"global(DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{cert}" DefaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon" MaxSessions="20000")
+input(type="imtcp" address="127.0.0.1" port="{port}")"#,
+            ca = ca.display(),
+            cert = cert.display(),
+            key = key.display(),
+        )
+    } else {
+        format!(
+            r#"module(load="imptcp")
+input(type="imptcp" address="127.0.0.1" port="{port}" socketBacklog="1024"{framing})"#
+        )
+    };
     std::fs::write(
         &conf,
         format!(
             r#"global(workDirectory="{dir}" maxMessageSize="8k")
 main_queue(queue.workerThreads="1")
-module(load="imptcp")
-input(type="imptcp" address="127.0.0.1" port="{port}" socketBacklog="1024"{framing})
+{input}
 template(name="bare" type="string" string="{template}\n")
 *.* action(type="omfile" file="{out}" template="bare")
 "#,
@@ -331,6 +420,7 @@ impl Running {
                     if let Some(addr) = line.split("listening on ").nth(1) {
                         return addr
                             .trim()
+                            .trim_start_matches("tls ")
                             .parse()
                             .map_err(|e| format!("address in {line:?}: {e}"));
                     }

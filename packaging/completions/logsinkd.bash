@@ -23,7 +23,7 @@ _logsinkd() {
 
     case "${cmd}" in
         logsinkd)
-            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --metrics-listen --allow --proxy-protocol --proxy-from --check-config --help --version"
+            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-tls --tls-cert --tls-key --tls-client-ca --tls-peers --tls-handshake-timeout --tls-max-handshakes --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --metrics-listen --allow --proxy-protocol --proxy-from --check-config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -46,6 +46,34 @@ _logsinkd() {
                     return 0
                     ;;
                 --listen-udp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen-tls)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-client-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-handshake-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-max-handshakes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

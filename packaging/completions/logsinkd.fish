@@ -1,6 +1,13 @@
 complete -c logsinkd -s c -l config -d 'Read settings from this TOML file (options on the command line win)' -r -F
 complete -c logsinkd -s l -l listen -d 'TCP address to listen on, e.g. 0.0.0.0:5140 or [::1]:5140; repeatable [default: 127.0.0.1:5140]' -r
 complete -c logsinkd -l listen-udp -d 'UDP address to take datagrams on (each holds one or more lines), e.g. 0.0.0.0:514; repeatable [default: none]' -r
+complete -c logsinkd -l listen-tls -d 'TCP address to serve syslog over TLS on (RFC 5425), e.g. 0.0.0.0:6514; needs tls_cert and tls_key; repeatable [default: none]' -r
+complete -c logsinkd -l tls-cert -d 'The TLS listeners\' certificate chain, PEM, the server\'s own certificate first; `%d/NAME` is a systemd credential (LoadCredential=); read again at SIGHUP' -r -F
+complete -c logsinkd -l tls-key -d 'The TLS listeners\' private key, PEM, unencrypted; read at start, before dropping privileges, and again at SIGHUP (if it cannot be read then, the old key stays)' -r -F
+complete -c logsinkd -l tls-client-ca -d 'CA certificates (PEM) that issue client certificates: when set, every TLS client must present a certificate issued by one of them [default: none, no client certificate asked]' -r -F
+complete -c logsinkd -l tls-peers -d 'TLS clients accepted (when set, only these): a DNS name or IP address of the client certificate (needs tls_client_ca), or `sha256:` and its fingerprint; repeatable' -r
+complete -c logsinkd -l tls-handshake-timeout -d 'Seconds a TLS client may take to complete its handshake before it is closed (1 to 300) [default: 10]' -r
+complete -c logsinkd -l tls-max-handshakes -d 'Most TLS handshakes in progress at once (each holds about 18 KiB until it completes); at the cap, TLS listeners accept no more until one completes or fails, and new clients wait in the backlog [default: 1024]' -r
 complete -c logsinkd -l listen-unix -d 'Unix stream socket to listen on (lines, as over TCP), e.g. /run/logsinkd/in.sock; repeatable [default: none]' -r -F
 complete -c logsinkd -l listen-unix-dgram -d 'Unix datagram socket to take messages on (each datagram one message, as over UDP; what `logger -u PATH` sends); repeatable [default: none]' -r -F
 complete -c logsinkd -l unix-mode -d 'Mode of the unix sockets logsinkd creates, in octal, as a string in the file ("0660"); connecting needs write permission [default: 0660]' -r

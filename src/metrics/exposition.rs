@@ -16,6 +16,8 @@ use crate::stats::{ListenerStats, Stats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Tcp,
+    /// TCP with TLS (`listen_tls`).
+    Tls,
     Unix,
     Udp,
     UnixDgram,
@@ -23,7 +25,7 @@ pub enum Kind {
 
 impl Kind {
     fn stream(self) -> bool {
-        matches!(self, Kind::Tcp | Kind::Unix)
+        matches!(self, Kind::Tcp | Kind::Tls | Kind::Unix)
     }
 }
 
@@ -40,6 +42,7 @@ impl ListenerInfo {
     pub fn new(kind: Kind, address: &str) -> ListenerInfo {
         let scheme = match kind {
             Kind::Tcp => "tcp://",
+            Kind::Tls => "tls://",
             Kind::Udp => "udp://",
             Kind::Unix => "unix:",
             Kind::UnixDgram => "unix-dgram:",
@@ -79,8 +82,9 @@ pub struct Family {
 const STREAM: fn(Kind) -> bool = Kind::stream;
 const ALL: fn(Kind) -> bool = |_| true;
 /// TCP and UDP: the listeners `allow` applies to.
-const IP: fn(Kind) -> bool = |k| matches!(k, Kind::Tcp | Kind::Udp);
+const IP: fn(Kind) -> bool = |k| matches!(k, Kind::Tcp | Kind::Tls | Kind::Udp);
 const TCP: fn(Kind) -> bool = |k| k == Kind::Tcp;
+const TLS: fn(Kind) -> bool = |k| k == Kind::Tls;
 
 /// The per-listener families from `ListenerStats`, in the order they are served.
 pub const LISTENER_METRICS: &[Family] = &[
@@ -144,6 +148,15 @@ pub const LISTENER_METRICS: &[Family] = &[
         applies: TCP,
         value: |l| l.proxy_refused,
     },
+    Family {
+        name: "logsinkd_tls_handshake_failures_total",
+        kind: "counter",
+        help: "TLS clients closed before their handshake completed: not TLS, refused \
+               certificate, not in tls_peers, no handshake within tls_handshake_timeout, or \
+               gone mid-handshake.",
+        applies: TLS,
+        value: |l| l.tls_handshake_failures,
+    },
 ];
 
 /// What the kernel counted at a listening socket: `SO_MEMINFO`'s drops. At a TCP listener,
@@ -204,7 +217,8 @@ pub fn render(out: &mut Vec<u8>, view: &View<'_>) {
             .iter()
             .zip(view.kernel_drops)
             .filter_map(|(info, drops)| Some((info, (*drops)?)))
-            .filter(|(info, _)| info.kind == kind)
+            // A TLS listener is a TCP listener to the kernel.
+            .filter(|(info, _)| info.kind == kind || (kind, info.kind) == (Kind::Tcp, Kind::Tls))
             .peekable();
         if samples.peek().is_none() {
             continue;
@@ -319,6 +333,7 @@ mod tests {
             unparsed: 3,
             denied: 8,
             proxy_refused: 10,
+            tls_handshake_failures: 0,
             name: "tcp 127.0.0.1:5140".into(),
         };
         stats.listeners[2].lines = 4;
@@ -392,6 +407,38 @@ mod tests {
             let (name, kind) = line.split_once(' ').unwrap();
             assert_eq!(name.ends_with("_total"), kind == "counter", "{line}");
         }
+    }
+
+    /// A TLS listener has the stream families, `allow`'s, the kernel's refused connections and
+    /// its failed handshakes; no PROXY family; other listeners have no TLS family.
+    #[test]
+    fn tls_listener_families() {
+        let mut stats = Stats::new(2);
+        stats.listeners[0].tls_handshake_failures = 3;
+        let listeners = [
+            ListenerInfo::new(Kind::Tls, "127.0.0.1:6514"),
+            ListenerInfo::new(Kind::Tcp, "127.0.0.1:5140"),
+        ];
+        let text = rendered(&View {
+            stats: &stats,
+            listeners: &listeners,
+            kernel_drops: &[Some(4), Some(0)],
+            backlog: 0,
+            open_files: 0,
+        });
+        for part in [
+            "# TYPE logsinkd_tls_handshake_failures_total counter\n\
+             logsinkd_tls_handshake_failures_total{listener=\"tls://127.0.0.1:6514\"} 3\n#",
+            "logsinkd_connections_open{listener=\"tls://127.0.0.1:6514\"} 0\n",
+            "logsinkd_denied_total{listener=\"tls://127.0.0.1:6514\"} 0\n",
+            "logsinkd_connections_refused_total{listener=\"tls://127.0.0.1:6514\"} 4\n",
+        ] {
+            assert!(text.contains(part), "missing {part:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("proxy_refused_total{listener=\"tls"),
+            "{text}"
+        );
     }
 
     /// A family no listener has (no TCP listener: no refused connections) is left out whole.

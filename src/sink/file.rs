@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::diag::info;
-use crate::format::{Format, write_parsed, write_record, write_records};
+use crate::format::{Format, json_add_field, write_parsed, write_record, write_records};
 use crate::syslog_parse::Message;
 
 /// Initial buffer size: large enough that a busy daemon writes in big blocks.
@@ -57,6 +57,10 @@ pub struct FileSink {
     buf: Vec<u8>,
     /// A reopen failed: when to try again, and how many tries failed so far.
     reopen_pending: Option<(Instant, u64)>,
+    /// The verified TLS client the records queued now come from (`json` adds `tls_peer`);
+    /// its buffer is kept to be reused.
+    tls_peer: String,
+    has_tls_peer: bool,
 }
 
 /// What the file at a path is, for messages (`... is a FIFO, not a regular file`).
@@ -220,12 +224,35 @@ impl FileSink {
             owner,
             buf: Vec::with_capacity(BUF_CAPACITY),
             reopen_pending: None,
+            tls_peer: String::new(),
+            has_tls_peer: false,
         })
+    }
+
+    /// The records queued from now on come from the verified TLS client `peer` (or from no
+    /// TLS client): in `json` format each gets `"tls_peer":"…"`.
+    #[inline]
+    pub fn set_tls_peer(&mut self, peer: Option<&str>) {
+        self.has_tls_peer = false;
+        if let (Format::Json, Some(peer)) = (self.format, peer) {
+            self.tls_peer.clear();
+            self.tls_peer.push_str(peer);
+            self.has_tls_peer = true;
+        }
+    }
+
+    /// Adds `tls_peer` to the record just queued, if it came from a verified TLS client.
+    #[inline]
+    fn add_tls_peer(&mut self) {
+        if self.has_tls_peer {
+            json_add_field(&mut self.buf, "tls_peer", self.tls_peer.as_bytes());
+        }
     }
 
     /// Queues one record whose syslog fields are `msg`.
     pub fn record_parsed(&mut self, time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) {
         write_parsed(self.format, &mut self.buf, time, peer, line, msg);
+        self.add_tls_peer();
     }
 
     /// The record format.
@@ -236,6 +263,7 @@ impl FileSink {
     #[inline]
     pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
         write_record(self.format, &mut self.buf, time, peer, line);
+        self.add_tls_peer();
     }
 
     /// Records whole lines that need no change (`Piece::Lines`: each ends in LF, none holds a
@@ -244,6 +272,10 @@ impl FileSink {
     pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) {
         if self.format == Format::Raw {
             self.buf.extend_from_slice(lines);
+        } else if self.has_tls_peer {
+            for line in crate::framing::run_lines(lines) {
+                self.record(time, peer, line);
+            }
         } else {
             write_records(self.format, &mut self.buf, time, peer, lines);
         }

@@ -144,6 +144,16 @@ impl Sink {
         }
     }
 
+    /// The records queued from now on come from the verified TLS client `peer`, or from no
+    /// TLS client (`None`, what each `Recorder` starts with): a `json` file records it as
+    /// `tls_peer`.
+    #[inline]
+    pub fn set_tls_peer(&mut self, peer: Option<&str>) {
+        if let Sink::File(s) = self {
+            s.set_tls_peer(peer);
+        }
+    }
+
     /// Queues one record (written by the next `flush`).
     #[inline]
     pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {

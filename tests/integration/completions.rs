@@ -85,7 +85,7 @@ fn packaged_completions_are_the_generated_ones() {
     }
 }
 
-/// Real bash with bash-completion completes `logsinkd --li` to the four `--listen` options,
+/// Real bash with bash-completion completes `logsinkd --li` to the five `--listen` options,
 /// and offers every option but the hidden ones after `--`.
 #[test]
 fn bash_completes_options() {
@@ -100,6 +100,7 @@ fn bash_completes_options() {
         [
             "--listen",
             "--listen-udp",
+            "--listen-tls",
             "--listen-unix",
             "--listen-unix-dgram"
         ]

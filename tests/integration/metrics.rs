@@ -600,3 +600,30 @@ fn output_failure_episode_is_counted() {
     let got = String::from_utf8_lossy(&collector.join().unwrap()).into_owned();
     assert!(got.contains(&format!("while gone {}", sent - 1)), "{got}");
 }
+
+/// A TLS listener's failed handshakes are served per listener as
+/// `logsinkd_tls_handshake_failures_total`, its connections as the stream families; a plain
+/// TCP listener has no TLS series.
+#[test]
+fn tls_handshake_failures_are_served() {
+    let dir = temp_dir();
+    let files = TlsFiles::new(dir.path());
+    let args: Vec<String> = files.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (d, metrics) = start(dir.path(), &args);
+    let line = d.log.wait_for("listening on tls ");
+    let tls: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    send(tls, b"<13>plaintext on the TLS port\n");
+    let series = format!("logsinkd_tls_handshake_failures_total{{listener=\"tls://{tls}\"}}");
+    let text = wait_until("a failed handshake served", DEADLINE, || {
+        let text = scrape(metrics);
+        (sample(&text, &series) == Some(1)).then_some(text)
+    });
+    let accepted = format!("logsinkd_connections_accepted_total{{listener=\"tls://{tls}\"}}");
+    assert_eq!(sample(&text, &accepted), Some(1), "{text}");
+    let plain = format!(
+        "logsinkd_tls_handshake_failures_total{{listener=\"tcp://{}\"}}",
+        d.addr
+    );
+    assert_eq!(sample(&text, &plain), None, "{text}");
+}

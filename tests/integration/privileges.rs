@@ -443,3 +443,44 @@ fn logrotate_under_user_loses_and_repeats_nothing() {
         ROTATIONS
     );
 }
+
+/// The TLS key is read at start, as root, before the switch to --user nobody: a key only
+/// root can read serves. A SIGHUP can then not read it: the reload fails saying so (the user
+/// who cannot), and new TLS clients keep getting the key and certificate loaded at start.
+#[test]
+fn tls_key_read_before_the_privilege_drop() {
+    if !root_for("switch users") {
+        return;
+    }
+    let dir = reachable_temp_dir();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let files = TlsFiles::new(&keys);
+    // The key 0600 root (as TlsFiles writes it), in a directory only root can enter.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir.path())
+            .args(files.args())
+            .args(["--user", "nobody"]),
+    );
+    assert_eq!(
+        d.proc_status("Uid").split_whitespace().next(),
+        Some("65534")
+    );
+    let config = files.pki.client_config(None);
+    let mut first = tls_connect(addr, config.clone());
+    tls_send(&mut first, b"served by nobody\n");
+    d.wait_for_lines(1);
+    d.signal(libc::SIGHUP);
+    let line = d.log.wait_for("TLS: reloading failed");
+    assert!(line.contains("cannot be read by user 65534"), "{line}");
+    let mut second = tls_connect(addr, config);
+    assert_eq!(
+        second.conn.peer_certificates().unwrap()[0].to_vec(),
+        files.server.der.to_vec()
+    );
+    tls_send(&mut second, b"after the failed reload\n");
+    let lines = d.wait_for_lines(2);
+    assert!(lines[1].ends_with("after the failed reload"), "{lines:#?}");
+}

@@ -360,3 +360,53 @@ fn passed_socket_at_metrics_listen_serves_the_metrics() {
     assert!(!text.contains(&format!("tcp://{}", addrs[1])), "{text}");
     stop(&mut activator);
 }
+
+/// A passed TCP socket bound to an address in `listen_tls` is a TLS listener; the other one
+/// stays plain TCP. The first TLS client wakes logsinkd and is recorded.
+#[test]
+fn tls_socket_is_adopted_by_its_address() {
+    if !have_activate("tls_socket_is_adopted_by_its_address") {
+        return;
+    }
+    let dir = temp_dir();
+    let files = TlsFiles::new(dir.path());
+    let cert = files.cert.display().to_string();
+    let key = files.key.display().to_string();
+    for _ in 0..5 {
+        let probes: Vec<TcpListener> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<String> = probes
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        drop(probes);
+        let args = [
+            "--listen-tls",
+            addrs[1].as_str(),
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        let mut activator = Activator::start_with(dir.path(), &[], &addrs, &args);
+        if !activator.wait_for("Listening on ", 2) {
+            continue;
+        }
+        let tls_addr = addrs[1].parse().unwrap();
+        let mut client = tls_connect(tls_addr, files.pki.client_config(None));
+        tls_send(&mut client, b"over the adopted TLS socket\n");
+        assert!(activator.wait_for(&format!("listening on tls {}", addrs[1]), 1));
+        let mut plain = TcpStream::connect(addrs[0].as_str()).unwrap();
+        plain.write_all(b"over the adopted TCP socket\n").unwrap();
+        let text = wait_until("both lines in out.log", DEADLINE, || {
+            let text = std::fs::read_to_string(dir.path().join("out.log")).ok()?;
+            (text.lines().count() == 2).then_some(text)
+        });
+        let lines: Vec<&str> = text.lines().map(|l| split_record(l).2).collect();
+        assert!(lines.contains(&"over the adopted TLS socket"), "{text}");
+        assert!(lines.contains(&"over the adopted TCP socket"), "{text}");
+        return;
+    }
+    panic!("no 2 free ports in 5 tries");
+}
