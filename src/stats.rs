@@ -55,6 +55,12 @@ pub struct OutputStats {
     pub reopens: u64,
     /// Reopens that failed (the old output stays in use).
     pub reopen_failures: u64,
+    /// Output files open now (a templated output's files and fallback; 1 for a plain file).
+    pub open_files: u64,
+    /// Files a templated output opened since start.
+    pub file_opens: u64,
+    /// Files a templated output closed to make room under `max_open_files`.
+    pub file_evictions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +99,13 @@ impl Stats {
     /// The text of systemd's STATUS= line.
     pub fn status(&self) -> String {
         format!(
-            "{} open, {} total connections; {} lines, {} bytes; {} errors",
+            "{} open, {} total connections; {} lines, {} bytes; {} errors; {} files open",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
             self.total(|l| l.bytes),
-            self.errors
+            self.errors,
+            self.output.open_files
         )
     }
 }
@@ -108,7 +115,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections open={} total={} lines={} bytes={} errors={} truncated={} unparsed={} \
-             denied={} proxy_refused={}",
+             denied={} proxy_refused={} open_files={} file_opens={} file_evictions={}",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
@@ -117,7 +124,10 @@ impl fmt::Display for Stats {
             self.total(|l| l.truncated),
             self.total(|l| l.unparsed),
             self.total(|l| l.denied),
-            self.total(|l| l.proxy_refused)
+            self.total(|l| l.proxy_refused),
+            self.output.open_files,
+            self.output.file_opens,
+            self.output.file_evictions
         )
     }
 }

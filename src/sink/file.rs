@@ -249,6 +249,11 @@ impl FileSink {
         }
     }
 
+    /// Queues records already formatted (a templated output's fallback).
+    pub fn append(&mut self, records: &[u8]) {
+        self.buf.extend_from_slice(records);
+    }
+
     /// See `Sink::raw_batch`.
     pub fn raw_batch(&mut self) -> Option<&mut Vec<u8>> {
         (self.format == Format::Raw).then_some(&mut self.buf)
