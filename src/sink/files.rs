@@ -46,8 +46,9 @@ pub const DEFAULT_IDLE_CLOSE: Duration = Duration::from_secs(60);
 /// A batch emptied by a flush keeps its space up to this much; a larger one is let go, so
 /// thousands of files cost little memory between bursts.
 const KEEP_CAPACITY: usize = 64 * 1024;
-/// Paths whose lasting failure was logged, remembered until SIGHUP: more are not logged.
-const MAX_REPORTED: usize = 1024;
+/// Paths whose lasting failure is remembered (and was logged) until SIGHUP; more are not
+/// logged, and tried again on each write.
+const MAX_BROKEN: usize = 1024;
 
 /// Which zone `{date}` and `{hour}` are in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,8 +93,6 @@ struct Slot {
     buf: Vec<u8>,
     /// On the dirty list (written by the next flush).
     dirty: bool,
-    /// The path failed for good (until SIGHUP): records go to the fallback.
-    broken: bool,
 }
 
 /// The connection-level fields of the records being queued, and the file they picked.
@@ -140,7 +139,9 @@ pub struct FilesSink {
     origin: Origin,
     path_buf: Vec<u8>,
     fallback: Option<FileSink>,
-    reported: HashSet<Box<[u8]>>,
+    /// Paths that failed for good, until SIGHUP (logged once each; at most `MAX_BROKEN`
+    /// remembered, later ones are tried again each time).
+    broken: HashSet<Box<[u8]>>,
     counters: FileCounters,
 }
 
@@ -172,7 +173,7 @@ impl FilesSink {
             },
             path_buf: Vec::new(),
             fallback,
-            reported: HashSet::new(),
+            broken: HashSet::new(),
             counters: FileCounters::default(),
         })
     }
@@ -281,7 +282,6 @@ impl FilesSink {
             last_write: Instant::now(),
             buf: Vec::new(),
             dirty: false,
-            broken: false,
         });
         self.by_path.insert(path, slot);
         slot
@@ -368,9 +368,17 @@ impl FilesSink {
                 left.push(slot);
             }
         }
-        // Slots queued while flushing (none today) stay after the ones left.
+        // Slots queued while flushing (none today) stay after the ones left. The current
+        // slot stays listed: records keep coming into it without another `select`.
         left.append(&mut self.dirty);
         self.dirty = left;
+        if let Some(current) = self.current {
+            let s = &mut self.slots[current];
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(current);
+            }
+        }
         if let Some(fallback) = &mut self.fallback {
             if let Err(e) = fallback.flush() {
                 first.get_or_insert(e);
@@ -401,7 +409,7 @@ impl FilesSink {
     }
 
     fn write_slot(&mut self, slot: usize) -> Result<()> {
-        if self.slots[slot].broken {
+        if !self.broken.is_empty() && self.broken.contains(&self.slots[slot].path) {
             return self.to_fallback(slot);
         }
         if self.slots[slot].file.is_none() {
@@ -422,7 +430,6 @@ impl FilesSink {
                     self.lru.insert(self.tick, slot);
                 }
                 Err(e) if lasting(e) => {
-                    self.slots[slot].broken = true;
                     self.report(slot, e);
                     return self.to_fallback(slot);
                 }
@@ -462,18 +469,18 @@ impl FilesSink {
         Ok(())
     }
 
-    /// Logs a path's lasting failure, once per path until SIGHUP.
+    /// Remembers a path's lasting failure and logs it, once per path until SIGHUP.
     fn report(&mut self, slot: usize, e: Errno) {
         let path = self.slots[slot].path.clone();
-        if self.reported.len() > MAX_REPORTED || self.reported.contains(&path) {
+        if self.broken.len() > MAX_BROKEN || self.broken.contains(&path) {
             return;
         }
         let whither = match &self.target.fallback {
             Some(f) => format!("its records go to {}", f.display()),
             None => "its records are held (set fallback_output to write them elsewhere)".into(),
         };
-        if self.reported.len() == MAX_REPORTED {
-            warning!("{MAX_REPORTED} paths failed; further ones are not logged until SIGHUP");
+        if self.broken.len() == MAX_BROKEN {
+            warning!("{MAX_BROKEN} paths failed; further ones are not logged until SIGHUP");
         } else {
             warning!(
                 "{}: {} (logsinkd follows no link below {} and never retries this path before \
@@ -483,7 +490,7 @@ impl FilesSink {
                 self.target.template.prefix().display()
             );
         }
-        self.reported.insert(path);
+        self.broken.insert(path);
     }
 
     /// Closes the least recently written clean file; false if every open file holds records.
@@ -535,10 +542,7 @@ impl FilesSink {
         for (_, slot) in std::mem::take(&mut self.lru) {
             self.slots[slot].file = None;
         }
-        for (_, s) in &mut self.slots {
-            s.broken = false;
-        }
-        self.reported.clear();
+        self.broken.clear();
         let ids: Vec<usize> = self.slots.iter().map(|(id, _)| id).collect();
         for id in ids {
             self.forget_if_unused(id);
