@@ -180,7 +180,10 @@ pub struct Raw {
 
     /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
     /// `syslog+udp://host:port`, `syslog+tcp://host:port`, `journal` (journald's native
-    /// socket, one entry per record with its fields) or `journal:/path/to/socket`
+    /// socket, one entry per record with its fields) or `journal:/path/to/socket`. A file
+    /// path may hold fields, for one file per sender: `{peer_ip}`, `{peer_port}`,
+    /// `{listener}`, `{date}`, `{hour}` and, with parse = syslog, `{hostname}`, `{app}`,
+    /// `{facility}`, `{severity}` (chosen by the sender); `{{` and `}}` are braces
     /// [default: ./logsinkd.log]
     #[arg(short = 'o', long, value_name = "TARGET")]
     output: Option<String>,
@@ -449,7 +452,8 @@ impl Raw {
                 ] {
                     if given {
                         bail!(
-                            "key `{key}`: applies to an output path with fields (such as `/var/log/remote/{{peer_ip}}.log`); the output is `{output}`"
+                            "key `{key}`: applies to an output path with fields (such as \
+                             `/var/log/remote/{{peer_ip}}.log`); the output is `{output}`"
                         );
                     }
                 }
@@ -465,7 +469,8 @@ impl Raw {
                         .any(|t| t.parse == Some(Parse::Syslog))
                 {
                     bail!(
-                        "key `output`: `{}` uses fields of the message ({{hostname}}, {{app}}, {{facility}}, {{severity}}), which need `parse = \"syslog\"`",
+                        "key `output`: `{}` uses fields of the message ({{hostname}}, {{app}}, \
+                         {{facility}}, {{severity}}), which need `parse = \"syslog\"`",
                         files.template
                     );
                 }
@@ -480,7 +485,8 @@ impl Raw {
                     None => crate::sink::DEFAULT_IDLE_CLOSE,
                     Some(s) if (1..=MAX_IDLE_TIMEOUT).contains(&s) => Duration::from_secs(s),
                     Some(s) => bail!(
-                        "key `file_idle_close`: {s} seconds is out of range: from 1 to {MAX_IDLE_TIMEOUT} (a year)"
+                        "key `file_idle_close`: {s} seconds is out of range: from 1 to \
+                         {MAX_IDLE_TIMEOUT} (a year)"
                     ),
                 };
                 files.fallback = self.fallback_output.clone();
@@ -490,15 +496,20 @@ impl Raw {
                 let (connections, max_open) = match (self.max_connections, self.max_open_files) {
                     (_, Some(0)) => bail!("key `max_open_files`: must be at least 1"),
                     (Some(c), Some(f)) if c.saturating_add(f) > budget => bail!(
-                        "keys `max_connections` ({c}) and `max_open_files` ({f}): together above the {budget} descriptors the open-file limit ({fd_limit}) leaves; lower one or raise the limit"
+                        "keys `max_connections` ({c}) and `max_open_files` ({f}): together \
+                         above the {budget} descriptors the open-file limit ({fd_limit}) \
+                         leaves; lower one or raise the limit"
                     ),
                     (Some(c), Some(f)) => (c, f),
                     (Some(c), None) if c >= budget => bail!(
-                        "key `max_connections`: {c} leaves no descriptor for the output's files under the open-file limit ({fd_limit}); lower it, set `max_open_files`, or raise the limit"
+                        "key `max_connections`: {c} leaves no descriptor for the output's \
+                         files under the open-file limit ({fd_limit}); lower it, set \
+                         `max_open_files`, or raise the limit"
                     ),
                     (Some(c), None) => (c, budget - c),
                     (None, Some(f)) if f >= budget => bail!(
-                        "key `max_open_files`: {f} leaves no descriptor for connections under the open-file limit ({fd_limit})"
+                        "key `max_open_files`: {f} leaves no descriptor for connections under \
+                         the open-file limit ({fd_limit})"
                     ),
                     (None, Some(f)) => (budget - f, f),
                     (None, None) => {
