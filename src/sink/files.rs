@@ -352,7 +352,10 @@ impl FilesSink {
     /// written). Reports the first failure.
     pub fn flush(&mut self) -> Result<()> {
         let mut first: Option<anyhow::Error> = None;
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // Files already open first: once written they are clean, so they can be closed to
+        // open the others.
+        dirty.sort_by_key(|&s| self.slots[s].file.is_none());
         let mut left = Vec::new();
         for slot in dirty {
             self.slots[slot].dirty = false;
@@ -410,7 +413,7 @@ impl FilesSink {
 
     fn write_slot(&mut self, slot: usize) -> Result<()> {
         if !self.broken.is_empty() && self.broken.contains(&self.slots[slot].path) {
-            return self.to_fallback(slot);
+            return self.move_to_fallback(slot);
         }
         if self.slots[slot].file.is_none() {
             if self.lru.len() >= self.target.max_open && !self.evict_one() {
@@ -431,7 +434,7 @@ impl FilesSink {
                 }
                 Err(e) if lasting(e) => {
                     self.report(slot, e);
-                    return self.to_fallback(slot);
+                    return self.move_to_fallback(slot);
                 }
                 Err(e) => {
                     return Err(anyhow::Error::new(std::io::Error::from(e))
@@ -457,7 +460,7 @@ impl FilesSink {
     }
 
     /// Moves a broken path's records to the fallback file (or keeps them, with none).
-    fn to_fallback(&mut self, slot: usize) -> Result<()> {
+    fn move_to_fallback(&mut self, slot: usize) -> Result<()> {
         let path = self.display(&self.slots[slot].path);
         let Some(fallback) = &mut self.fallback else {
             return Err(anyhow!(
@@ -747,6 +750,103 @@ fn date_hour(second: i64, tz: DateTz) -> ([u8; 10], [u8; 2]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sink(template: &str, max_open: usize) -> FilesSink {
+        let super::super::template::Parsed::Template(t) =
+            super::super::template::parse(template).unwrap()
+        else {
+            panic!("{template} has no fields");
+        };
+        let mut target = FilesTarget::new(t);
+        target.max_open = max_open;
+        FilesSink::open(&target, Format::Raw, None).unwrap()
+    }
+
+    /// Records of five senders land each in its file, in order, through flushes, a cache of
+    /// two open files (evictions) and SIGHUP; the backlog is the sum of the batches, whether
+    /// queued through `raw_batch` or `record_lines`, and zero after each flush.
+    #[test]
+    fn batches_evictions_and_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(&format!("{}/{{peer_port}}.log", dir.path().display()), 2);
+        s.set_listener(&Arc::from("l"));
+        let mut expected: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        for round in 0..6 {
+            let mut total = 0;
+            for port in 1..=5u16 {
+                let peer = format!("10.0.0.1:{port}");
+                s.route(1_000_000, peer.as_bytes());
+                let line = format!("r{round} p{port}\n");
+                if port % 2 == 0 {
+                    s.raw_batch().unwrap().extend_from_slice(line.as_bytes());
+                } else {
+                    s.record_lines(b"t", peer.as_bytes(), line.as_bytes());
+                }
+                expected
+                    .entry(port)
+                    .or_default()
+                    .extend_from_slice(line.as_bytes());
+                total += line.len();
+                assert_eq!(s.backlog(), total);
+            }
+            s.flush().unwrap();
+            assert_eq!(s.backlog(), 0);
+            assert!(s.counters().open <= 2);
+            if round == 2 {
+                s.reopen().unwrap();
+                assert_eq!(s.counters().open, 0);
+            }
+        }
+        for (port, text) in expected {
+            let got = std::fs::read(dir.path().join(format!("{port}.log"))).unwrap();
+            assert_eq!(got, text, "port {port}");
+        }
+        let c = s.counters();
+        // Every open was closed by an eviction, by SIGHUP (2 open then) or is open still.
+        assert!(c.evictions >= 10, "{c:?}");
+        assert_eq!(c.opens, c.evictions + 2 + c.open, "{c:?}");
+        // Files idle long enough are closed; slots without records or file are let go.
+        s.housekeep(Instant::now() + DEFAULT_IDLE_CLOSE);
+        assert_eq!(s.counters().open, 0);
+        assert!(s.slots.len() <= 1 && s.by_path.len() == s.slots.len());
+    }
+
+    /// With message fields each record goes to the file its own fields name; one that does
+    /// not parse goes to `-`.
+    #[test]
+    fn message_fields_place_each_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(
+            &format!("{}/{{hostname}}/{{app}}.log", dir.path().display()),
+            8,
+        );
+        assert!(s.per_record());
+        s.route(0, b"127.0.0.1:9");
+        assert!(
+            s.raw_batch().is_none(),
+            "no read in place: each record is placed"
+        );
+        let lines: [&[u8]; 4] = [
+            b"<13>1 - web1 nginx - - - a",
+            b"<13>1 - db1 postgres - - - b",
+            b"<13>1 - web1 nginx - - - c",
+            b"not syslog",
+        ];
+        for line in lines {
+            match crate::syslog_parse::parse(line) {
+                Some(msg) => s.record_parsed(b"t", b"p", line, &msg),
+                None => s.record(b"t", b"p", line),
+            }
+        }
+        s.flush().unwrap();
+        let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+        assert_eq!(
+            read("web1/nginx.log"),
+            "<13>1 - web1 nginx - - - a\n<13>1 - web1 nginx - - - c\n"
+        );
+        assert_eq!(read("db1/postgres.log"), "<13>1 - db1 postgres - - - b\n");
+        assert_eq!(read("-/-.log"), "not syslog\n");
+    }
 
     /// Peer texts split into the address and the port; unix peers are all address.
     #[test]

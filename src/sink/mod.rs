@@ -128,7 +128,8 @@ impl SinkError {
 /// An open output.
 pub enum Sink {
     File(FileSink),
-    Files(FilesSink),
+    /// Boxed: it is large, and the plain file's enum stays small.
+    Files(Box<FilesSink>),
     Syslog(SyslogSink),
     Journal(JournalSink),
 }
@@ -144,7 +145,7 @@ impl Sink {
     ) -> Result<Sink> {
         Ok(match target {
             Target::File(path) => Sink::File(FileSink::open(path, format, owner)?),
-            Target::Files(files) => Sink::Files(FilesSink::open(files, format, owner)?),
+            Target::Files(files) => Sink::Files(Box::new(FilesSink::open(files, format, owner)?)),
             Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), syslog)?),
             Target::Journal(path) => {
                 Sink::Journal(JournalSink::open(path.as_deref(), &syslog.facility)?)

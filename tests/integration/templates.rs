@@ -140,7 +140,7 @@ fn forged_names_stay_below_the_prefix() {
     let files = files_below(&r);
     let all: Vec<&str> = files.values().flat_map(|t| t.lines()).collect();
     assert_eq!(all.len(), hosts.len(), "{files:#?}");
-    for (name, _) in &files {
+    for name in files.keys() {
         for component in name.split('/') {
             assert!(
                 component.len() <= 255
@@ -414,7 +414,7 @@ fn thousand_senders_under_a_low_fd_limit() {
         .start();
     let mut ports = Vec::new();
     let mut threads = Vec::new();
-    for chunk in 0..10 {
+    for _ in 0..10 {
         let addr = d.addr;
         let (tx, rx) = std::sync::mpsc::channel();
         threads.push(std::thread::spawn(move || {
@@ -426,7 +426,6 @@ fn thousand_senders_under_a_low_fd_limit() {
             }
             tx.send(ports).unwrap();
         }));
-        let _ = chunk;
         ports.push(rx);
     }
     let ports: Vec<u16> = ports
