@@ -43,9 +43,12 @@ use crate::syslog_parse::Message;
 
 /// Default `file_idle_close`.
 pub const DEFAULT_IDLE_CLOSE: Duration = Duration::from_secs(60);
-/// A batch emptied by a flush keeps its space up to this much; a larger one is let go, so
-/// thousands of files cost little memory between bursts.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// A batch emptied by a flush keeps its space up to this much if records are still coming
+/// into it (the current file), so a busy sender's reads do not allocate each time...
+const KEEP_CURRENT: usize = 1 << 20;
+/// ...and any other batch up to this much: thousands of open files cost little memory
+/// between bursts.
+const KEEP_OTHER: usize = 4096;
 /// Paths whose lasting failure is remembered (and was logged) until SIGHUP; more are not
 /// logged, and tried again on each write.
 const MAX_BROKEN: usize = 1024;
@@ -450,7 +453,12 @@ impl FilesSink {
         self.lru.remove(&s.tick);
         s.tick = self.tick;
         self.lru.insert(self.tick, slot);
-        if s.buf.is_empty() && s.buf.capacity() > KEEP_CAPACITY {
+        let keep = if self.current == Some(slot) {
+            KEEP_CURRENT
+        } else {
+            KEEP_OTHER
+        };
+        if s.buf.is_empty() && s.buf.capacity() > keep {
             s.buf = Vec::new();
         }
         result.map_err(|e| {

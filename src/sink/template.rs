@@ -252,7 +252,9 @@ impl Template {
                             Field::Facility => values.facility,
                             Field::Severity => values.severity,
                         };
-                        reduce_into(value.unwrap_or(b"-"), out);
+                        // Absent (a message without it) or empty (a unix peer's port): `-`.
+                        let value = value.filter(|v| !v.is_empty()).unwrap_or(b"-");
+                        reduce_into(value, out);
                     }
                 }
             }
@@ -387,7 +389,7 @@ mod tests {
             (b".", b"x", "_/x.log".into()),
             (b"..", b"..", "_/_.log".into()),
             (b"a/b", b"c\0d", "a_b/c_d.log".into()),
-            (b"", b"x", "_/x.log".into()),
+            (b"", b"x", "-/x.log".into()),
             ("héllo".as_bytes(), b"x", "h__llo/x.log".into()),
             (&long, b"x", format!("{}/x.log", "a".repeat(NAME_MAX))),
         ] {

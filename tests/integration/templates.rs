@@ -585,3 +585,38 @@ fn disk_full_pushes_back_and_recovers() {
     });
     assert_numbered(&file_texts(&[&file]), 0..count, Layout::Raw);
 }
+
+/// Datagrams go to the file of their sender too, named after the UDP listener.
+#[test]
+fn datagrams_go_to_their_senders_file() {
+    let dir = temp_dir();
+    let r = dir.path().join("r");
+    let d = start(
+        dir.path(),
+        &format!("{}/{{listener}}/{{peer_port}}.log", r.display()),
+        &["--format", "raw", "--listen-udp", "127.0.0.1:0"],
+    );
+    let line = d.log.wait_for("listening on udp ");
+    let addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let senders: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for n in 0..20 {
+        for s in &senders {
+            s.send_to(numbered_lines(n..n + 1).as_bytes(), addr)
+                .unwrap();
+        }
+        // Each datagram waits for the one before it: none overflows the socket buffer.
+        for s in &senders {
+            let port = s.local_addr().unwrap().port();
+            let name = format!("udp_127.0.0.1_{}", addr.port());
+            wait_lines(&r.join(name).join(format!("{port}.log")), n as usize + 1);
+        }
+    }
+    for s in &senders {
+        let port = s.local_addr().unwrap().port();
+        let name = format!("udp_127.0.0.1_{}", addr.port());
+        let text = std::fs::read_to_string(r.join(name).join(format!("{port}.log"))).unwrap();
+        assert_numbered(&[text], 0..20, Layout::Raw);
+    }
+}
