@@ -96,17 +96,25 @@ impl Stats {
         self.listeners.iter().map(counter).sum()
     }
 
-    /// The text of systemd's STATUS= line.
+    /// The text of systemd's STATUS= line; with a templated output (once it opened a file),
+    /// its files too.
     pub fn status(&self) -> String {
-        format!(
-            "{} open, {} total connections; {} lines, {} bytes; {} errors; {} files open",
+        let mut text = format!(
+            "{} open, {} total connections; {} lines, {} bytes; {} errors",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
             self.total(|l| l.bytes),
-            self.errors,
-            self.output.open_files
-        )
+            self.errors
+        );
+        let o = &self.output;
+        if o.file_opens > 0 {
+            text += &format!(
+                "; {} files open, {} opens, {} evictions",
+                o.open_files, o.file_opens, o.file_evictions
+            );
+        }
+        text
     }
 }
 

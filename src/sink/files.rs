@@ -608,15 +608,20 @@ fn write_all(file: &mut File, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// Creates the prefix if missing (0750, given to `owner`) and opens it as an `O_PATH`
 /// directory. The prefix itself is the admin's choice: links on the way to it are followed.
 fn open_prefix(prefix: &Path, owner: Option<Owner>) -> Result<OwnedFd> {
-    if !prefix.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(prefix)
-            .with_context(|| format!("creating {}", prefix.display()))?;
+    // Each missing directory is made (0750) and given to `owner` in turn, from the top, so
+    // the daemon's user can reach and write the prefix.
+    let missing: Vec<&Path> = prefix.ancestors().take_while(|p| !p.exists()).collect();
+    for dir in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o750).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("creating {}", dir.display())));
+            }
+        }
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(prefix, Some(uid), Some(gid))
-                .with_context(|| format!("giving {} to uid {uid} gid {gid}", prefix.display()))?;
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to uid {uid} gid {gid}", dir.display()))?;
         }
     }
     let fd = rustix::fs::open(

@@ -620,3 +620,37 @@ fn datagrams_go_to_their_senders_file() {
         assert_numbered(&[text], 0..20, Layout::Raw);
     }
 }
+
+/// Started as root with `--user nobody`: the missing prefix directories are made and given
+/// to nobody, who then creates the directories and files below, its own.
+#[test]
+fn prefix_made_for_the_daemons_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !root_for("start as root and switch to nobody") {
+        return;
+    }
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prefix = dir.path().join("a/b");
+    let d = start(
+        dir.path(),
+        &format!("{}/{{peer_ip}}/{{peer_port}}.log", prefix.display()),
+        &["--format", "raw", "--user", "nobody"],
+    );
+    let mut c = d.connect();
+    send_numbered(&mut c, 0..10);
+    let path = prefix.join(format!("127.0.0.1/{}.log", c.local_addr().unwrap().port()));
+    assert_numbered(&[wait_lines(&path, 10)], 0..10, Layout::Raw);
+    let nobody = std::fs::metadata(&path).unwrap().uid();
+    assert_ne!(nobody, 0);
+    for p in [
+        dir.path().join("a"),
+        prefix.clone(),
+        prefix.join("127.0.0.1"),
+    ] {
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.uid(), nobody, "{}", p.display());
+        assert_eq!(meta.mode() & 0o7777, 0o750, "{}", p.display());
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
+}
