@@ -540,10 +540,15 @@ impl FilesSink {
         }
     }
 
-    /// When `housekeep` next has a file to close.
+    /// When `housekeep` next has a file to close: the least recently written clean one's
+    /// time. Files holding records are left out: they are not closed, and a deadline of theirs
+    /// already past would make the event loop spin (a full disk keeps them so a long while).
     pub fn housekeep_at(&self) -> Option<Instant> {
-        let (_, &slot) = self.lru.iter().next()?;
-        Some(self.slots[slot].last_write + self.target.idle_close)
+        self.lru
+            .values()
+            .map(|&slot| &self.slots[slot])
+            .find(|s| s.buf.is_empty())
+            .map(|s| s.last_write + self.target.idle_close)
     }
 
     /// SIGHUP: writes out what it can, then closes every file (each is opened anew on its
@@ -822,6 +827,26 @@ mod tests {
         s.housekeep(Instant::now() + DEFAULT_IDLE_CLOSE);
         assert_eq!(s.counters().open, 0);
         assert!(s.slots.len() <= 1 && s.by_path.len() == s.slots.len());
+    }
+
+    /// A file holding records is never closed for idleness, and sets no deadline (one in the
+    /// past would make the event loop spin while a full disk keeps the records there).
+    #[test]
+    fn dirty_files_set_no_idle_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(&format!("{}/{{peer_port}}.log", dir.path().display()), 4);
+        s.route(0, b"10.0.0.1:1");
+        s.record_lines(b"t", b"p", b"a\n");
+        s.flush().unwrap();
+        assert!(s.housekeep_at().is_some());
+        s.record_lines(b"t", b"p", b"b\n");
+        assert_eq!(s.housekeep_at(), None, "the only open file holds a record");
+        s.housekeep(Instant::now() + DEFAULT_IDLE_CLOSE * 2);
+        assert_eq!(s.counters().open, 1, "not closed while it holds records");
+        s.flush().unwrap();
+        s.housekeep(Instant::now() + DEFAULT_IDLE_CLOSE * 2);
+        assert_eq!(s.counters().open, 0);
+        assert_eq!(std::fs::read(dir.path().join("1.log")).unwrap(), b"a\nb\n");
     }
 
     /// With message fields each record goes to the file its own fields name; one that does
