@@ -654,3 +654,53 @@ fn prefix_made_for_the_daemons_user() {
     }
     assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
 }
+
+/// A sender that names a new host in every message (20,000 of them) through 16 open files:
+/// every message lands in its own file, and memory stays bounded (the batches and paths of
+/// files written out are let go).
+#[test]
+fn flood_of_forged_hostnames_is_bounded() {
+    let dir = temp_dir();
+    let r = dir.path().join("r");
+    let d = start(
+        dir.path(),
+        &format!("{}/{{hostname}}.log", r.display()),
+        &[
+            "--parse",
+            "syslog",
+            "--format",
+            "raw",
+            "--max-open-files",
+            "16",
+        ],
+    );
+    let count = 20_000;
+    let mut text = String::new();
+    for i in 0..count {
+        text += &format!("<13>1 - host{i} app - - - message {i}\n");
+    }
+    let mut c = d.connect();
+    c.write_all(text.as_bytes()).unwrap();
+    drop(c);
+    let last = r.join(format!("host{}.log", count - 1));
+    wait_until("the last host's file", DEADLINE * 3, || {
+        let n = std::fs::read_to_string(&last).ok()?.lines().count();
+        (n == 1).then_some(())
+    });
+    d.wait_for_stats(&format!("lines={count}"));
+    wait_until("a file for every host", DEADLINE, || {
+        (std::fs::read_dir(&r).ok()?.count() == count).then_some(())
+    });
+    for i in (0..count).step_by(997) {
+        let text = std::fs::read_to_string(r.join(format!("host{i}.log"))).unwrap();
+        assert_eq!(text, format!("<13>1 - host{i} app - - - message {i}\n"));
+    }
+    let hwm: u64 = d
+        .proc_status("VmHWM")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB");
+}
