@@ -67,6 +67,18 @@ pub struct Config {
     pub unix: UnixSettings,
     #[serde(serialize_with = "as_text")]
     pub output: Target,
+    /// A templated output's settings (also in `output`), printed back only for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_tz: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_open_files: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_idle_close: Option<u64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "path_as_text"
+    )]
+    pub fallback_output: Option<PathBuf>,
     #[serde(serialize_with = "as_text")]
     pub format: Format,
     /// Every listener's framing and parsing unless its table (`listener`) says otherwise.
@@ -238,10 +250,35 @@ pub struct Raw {
 
     /// Where records go: a file path, `syslog`, `syslog:/path/to/socket`,
     /// `syslog+udp://host:port`, `syslog+tcp://host:port`, `journal` (journald's native
-    /// socket, one entry per record with its fields) or `journal:/path/to/socket`
+    /// socket, one entry per record with its fields) or `journal:/path/to/socket`. A file
+    /// path may hold fields, for one file per sender: `{peer_ip}`, `{peer_port}`,
+    /// `{listener}`, `{date}`, `{hour}` and, with parse = syslog, `{hostname}`, `{app}`,
+    /// `{facility}`, `{severity}` (chosen by the sender); `{{` and `}}` are braces
     /// [default: ./logsinkd.log]
     #[arg(short = 'o', long, value_name = "TARGET")]
     output: Option<String>,
+
+    /// Zone of the `{date}` and `{hour}` fields of a file output's path: `utc` or `local`
+    /// [default: utc]
+    #[arg(long, value_name = "ZONE")]
+    date_tz: Option<String>,
+
+    /// Most files a file output with fields in its path keeps open at once; the least
+    /// recently written is closed to open another [default: derived from the open-file limit
+    /// and max_connections]
+    #[arg(long, value_name = "N")]
+    max_open_files: Option<usize>,
+
+    /// Close a file of a file output with fields in its path after this many seconds without
+    /// a write (it is opened again on the next) [default: 60]
+    #[arg(long, value_name = "SECS")]
+    file_idle_close: Option<u64>,
+
+    /// File for the records of a file output with fields in its path whose file cannot be
+    /// created for good (no permission, a link in the way); without it they are held and
+    /// retried, and reading from clients pauses [default: none]
+    #[arg(long, value_name = "FILE")]
+    fallback_output: Option<PathBuf>,
 
     /// Record format: `default` (time, peer, escaped line), `raw` (bytes as received), `json`,
     /// or `syslog` (the classic syslog file layout: timestamp, host, tag, message)
@@ -449,7 +486,8 @@ impl Raw {
             );
         }
         let output = self.output.as_deref().unwrap_or(DEFAULT_OUTPUT);
-        let output = Target::parse(output).with_context(|| format!("key `output`: `{output}`"))?;
+        let mut output =
+            Target::parse(output).with_context(|| format!("key `output`: `{output}`"))?;
         let format = choice("format", self.format.as_deref())?;
         let max_line = match self.max_line.as_deref() {
             None => DEFAULT_MAX_LINE,
@@ -507,10 +545,91 @@ impl Raw {
                  (kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0..local7)"
             );
         }
-        let max_connections = match self.max_connections {
-            Some(0) => bail!("key `max_connections`: must be at least 1"),
-            Some(n) => n,
-            None => fd_limit.saturating_sub(FD_HEADROOM).max(1),
+        if let Some(n) = self.max_connections.filter(|&n| n == 0) {
+            bail!("key `max_connections`: must be at least 1 (found {n})");
+        }
+        let templated = match &mut output {
+            Target::Files(files) => Some(files),
+            _ => None,
+        };
+        let max_connections = match templated {
+            None => {
+                for (key, given) in [
+                    ("date_tz", self.date_tz.is_some()),
+                    ("max_open_files", self.max_open_files.is_some()),
+                    ("file_idle_close", self.file_idle_close.is_some()),
+                    ("fallback_output", self.fallback_output.is_some()),
+                ] {
+                    if given {
+                        bail!(
+                            "key `{key}`: applies to an output path with fields (such as \
+                             `/var/log/remote/{{peer_ip}}.log`); the output is `{output}`"
+                        );
+                    }
+                }
+                self.max_connections
+                    .unwrap_or_else(|| fd_limit.saturating_sub(FD_HEADROOM).max(1))
+            }
+            Some(files) => {
+                if files.template.uses_message()
+                    && inputs.default.parse != Parse::Syslog
+                    && !inputs
+                        .listeners
+                        .values()
+                        .any(|t| t.parse == Some(Parse::Syslog))
+                {
+                    bail!(
+                        "key `output`: `{}` uses fields of the message ({{hostname}}, {{app}}, \
+                         {{facility}}, {{severity}}), which need `parse = \"syslog\"`",
+                        files.template
+                    );
+                }
+                files.date_tz = match self.date_tz.as_deref() {
+                    None | Some("utc") => crate::sink::DateTz::Utc,
+                    Some("local") => crate::sink::DateTz::Local,
+                    Some(other) => {
+                        bail!("key `date_tz`: unknown zone `{other}` (utc or local)")
+                    }
+                };
+                files.idle_close = match self.file_idle_close {
+                    None => crate::sink::DEFAULT_IDLE_CLOSE,
+                    Some(s) if (1..=MAX_IDLE_TIMEOUT).contains(&s) => Duration::from_secs(s),
+                    Some(s) => bail!(
+                        "key `file_idle_close`: {s} seconds is out of range: from 1 to \
+                         {MAX_IDLE_TIMEOUT} (a year)"
+                    ),
+                };
+                files.fallback = self.fallback_output.clone();
+                // Connections and files share the open-file limit: their sum stays under it,
+                // so neither an accept nor an open runs out of descriptors.
+                let budget = fd_limit.saturating_sub(FD_HEADROOM).max(2);
+                let (connections, max_open) = match (self.max_connections, self.max_open_files) {
+                    (_, Some(0)) => bail!("key `max_open_files`: must be at least 1"),
+                    (Some(c), Some(f)) if c.saturating_add(f) > budget => bail!(
+                        "keys `max_connections` ({c}) and `max_open_files` ({f}): together \
+                         above the {budget} descriptors the open-file limit ({fd_limit}) \
+                         leaves; lower one or raise the limit"
+                    ),
+                    (Some(c), Some(f)) => (c, f),
+                    (Some(c), None) if c >= budget => bail!(
+                        "key `max_connections`: {c} leaves no descriptor for the output's \
+                         files under the open-file limit ({fd_limit}); lower it, set \
+                         `max_open_files`, or raise the limit"
+                    ),
+                    (Some(c), None) => (c, budget - c),
+                    (None, Some(f)) if f >= budget => bail!(
+                        "key `max_open_files`: {f} leaves no descriptor for connections under \
+                         the open-file limit ({fd_limit})"
+                    ),
+                    (None, Some(f)) => (budget - f, f),
+                    (None, None) => {
+                        let f = (budget / 4).clamp(1, 4096);
+                        (budget - f, f)
+                    }
+                };
+                files.max_open = max_open;
+                connections
+            }
         };
         let backlog = match self.backlog {
             Some(0) => bail!("key `backlog`: must be at least 1"),
@@ -543,11 +662,25 @@ impl Raw {
         }
         let framing_printed =
             (inputs.framing_given || listen_tls.is_empty()).then_some(inputs.default.framing);
+        let files = match &output {
+            Target::Files(f) => Some(f),
+            _ => None,
+        };
         Ok(Config {
             listen,
             listen_udp,
             listen_tls,
             unix,
+            date_tz: files.map(|f| {
+                match f.date_tz {
+                    crate::sink::DateTz::Utc => "utc",
+                    crate::sink::DateTz::Local => "local",
+                }
+                .to_string()
+            }),
+            max_open_files: files.map(|f| f.max_open),
+            file_idle_close: files.map(|f| f.idle_close.as_secs()),
+            fallback_output: files.and_then(|f| f.fallback.clone()),
             output,
             format,
             framing: inputs.default.framing,
@@ -884,7 +1017,7 @@ mod tests {
     #[test]
     fn keys_are_serde_fields() {
         let keys = Raw::keys();
-        assert_eq!(keys.len(), 34, "{keys:?}");
+        assert_eq!(keys.len(), 38, "{keys:?}");
         for key in &keys {
             // A table is the wrong type for every key but `listener`, whose tables hold tables.
             let wrong = if key == "listener" { "1" } else { "{}" };

@@ -300,6 +300,7 @@ impl Server {
             self.read_datagrams(now);
             self.read_ready(now);
             self.flush_output(now);
+            self.output.housekeep(now);
             if reopen {
                 self.reopen();
             }
@@ -326,6 +327,7 @@ impl Server {
             metrics.and_then(MetricsServer::next_deadline),
             self.gate.paused_until(),
             self.output.retry_at(),
+            self.output.housekeep_at(),
             self.conns.next_idle(),
             self.conns.next_header_deadline(),
             self.conns.next_handshake_deadline(),
@@ -834,6 +836,12 @@ impl Server {
         if flushed.episode {
             counters.failures += 1;
         }
+        let files = self.output.file_counters();
+        (
+            counters.open_files,
+            counters.file_opens,
+            counters.file_evictions,
+        ) = (self.output.open_files(), files.opens, files.evictions);
         if flushed.written > 0 && self.output.backlog() == 0 {
             counters.records = self.stats.listeners.iter().map(|l| l.lines).sum();
         }

@@ -26,7 +26,8 @@
 //! - `clock`: the receipt time every record starts with.
 //! - `format`: a line into a record (`default`, `raw`, `json`, `syslog`), and the escaping.
 //! - `simd`: the vector scans and copies under `framing` and `format`; all CPU-specific code.
-//! - `sink`: where records go: a file, syslog, or the journal.
+//! - `sink`: where records go: a file, syslog, or the journal; or one file per sender, by a
+//!   path template (`sink/template.rs`, `sink/files.rs`).
 //! - `output`: the sink with its failure episodes: writing batches out, retry and back-off,
 //!   busy wake-ups, the flush at exit.
 //!

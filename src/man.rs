@@ -332,6 +332,16 @@ journalctl \-t sshd
 journalctl LOGSINKD_PEER=192.0.2.7:40112
 .EE
 .PP
+To keep one file per sending host and day, as rsyslog's dynamic file templates
+do (the date rolls over at midnight by itself; a path that cannot be created
+sends its records to the fallback file):
+.PP
+.EX
+listen = ["0.0.0.0:5140"]
+output = "/var/log/logsinkd/remote/{peer_ip}/{date}.log"
+fallback_output = "/var/log/logsinkd/fallback.log"
+.EE
+.PP
 The service cannot bind ports below 1024 itself: for port 514, let
 logsinkd.socket bind it.
 .PP

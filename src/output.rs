@@ -16,7 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::diag::{error, info, warning};
-use crate::sink::{Sink, SinkError, wait_writable};
+use crate::sink::{FileCounters, Sink, SinkError, wait_writable};
 
 /// Output backlog at which a busy loop writes out mid-iteration, so the batch stays about
 /// this size however much the clients send at once.
@@ -107,11 +107,36 @@ impl Output {
         self.health.retry_at = None;
     }
 
-    /// Output files open now: the file sink's one (syslog and journal outputs have none).
+    /// Output files open now: the file sink's one, a templated output's open files and its
+    /// fallback (syslog and journal outputs have none).
     pub fn open_files(&self) -> u64 {
-        match self.sink {
+        match &self.sink {
             Sink::File(_) => 1,
+            Sink::Files(s) => s.counters().open,
             Sink::Syslog(_) | Sink::Journal(_) => 0,
+        }
+    }
+
+    /// A templated output's files: open now, opens, evictions (zero for other outputs).
+    pub fn file_counters(&self) -> FileCounters {
+        match &self.sink {
+            Sink::Files(s) => s.counters(),
+            _ => FileCounters::default(),
+        }
+    }
+
+    /// Closes a templated output's files idle for `file_idle_close`.
+    pub fn housekeep(&mut self, now: Instant) {
+        if let Sink::Files(s) = &mut self.sink {
+            s.housekeep(now);
+        }
+    }
+
+    /// When `housekeep` has work next.
+    pub fn housekeep_at(&self) -> Option<Instant> {
+        match &self.sink {
+            Sink::Files(s) => s.housekeep_at(),
+            _ => None,
         }
     }
 

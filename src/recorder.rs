@@ -88,6 +88,11 @@ impl<'a> Recorder<'a> {
         let scan = self.scans(parse);
         if let (false, Some(lines)) = (scan, framer.lines()) {
             let carry = lines.unfinished().filter(|u| u.len() <= IN_PLACE_CARRY);
+            if self.sink.routes() {
+                // A templated output: the read's file, picked before reading into its batch.
+                self.framing.clock.now();
+                self.sink.route(self.framing.clock.second(), peer);
+            }
             if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
                 let start = batch.len();
                 batch.extend_from_slice(unfinished);
@@ -130,7 +135,9 @@ impl<'a> Recorder<'a> {
     /// Records the records `data` (the next bytes of a stream) completes; all get the same
     /// receipt time (one clock read per read from the socket).
     fn frame(&mut self, peer: &[u8], framer: &mut Framer, scan: bool, data: &[u8]) {
-        let time = self.framing.clock.now();
+        self.framing.clock.now();
+        self.sink.route(self.framing.clock.second(), peer);
+        let time = self.framing.clock.text();
         let (sink, stats) = (&mut *self.sink, &mut *self.stats);
         let switch = framer.push(data, self.framing.max_line, &mut |piece| match piece {
             Piece::Line(line) => record(sink, stats, time, peer, line, scan),
@@ -165,7 +172,9 @@ impl<'a> Recorder<'a> {
         self.stats.bytes += data.len() as u64;
         let scan = self.scans(parse);
         if parse == Parse::Syslog {
-            let time = self.framing.clock.now();
+            self.framing.clock.now();
+            self.sink.route(self.framing.clock.second(), peer);
+            let time = self.framing.clock.text();
             let message = data.strip_suffix(b"\n").unwrap_or(data);
             let message = message.strip_suffix(b"\r").unwrap_or(message);
             let (sink, stats) = (&mut *self.sink, &mut *self.stats);
@@ -183,7 +192,9 @@ impl<'a> Recorder<'a> {
     /// octet-counted frame counts as truncated.
     pub fn finish(&mut self, peer: &[u8], framer: &mut Framer, parse: Parse) {
         let scan = self.scans(parse);
-        let time = self.framing.clock.now();
+        self.framing.clock.now();
+        self.sink.route(self.framing.clock.second(), peer);
+        let time = self.framing.clock.text();
         let (sink, stats) = (&mut *self.sink, &mut *self.stats);
         let end = framer.finish(self.framing.max_line, &mut |line: &[u8]| {
             record(sink, stats, time, peer, line, scan);

@@ -58,6 +58,12 @@ pub struct OutputStats {
     pub reopens: u64,
     /// Reopens that failed (the old output stays in use).
     pub reopen_failures: u64,
+    /// Output files open now (a templated output's files and fallback; 1 for a plain file).
+    pub open_files: u64,
+    /// Files a templated output opened since start.
+    pub file_opens: u64,
+    /// Files a templated output closed to make room under `max_open_files`.
+    pub file_evictions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,16 +99,25 @@ impl Stats {
         self.listeners.iter().map(counter).sum()
     }
 
-    /// The text of systemd's STATUS= line.
+    /// The text of systemd's STATUS= line; with a templated output (once it opened a file),
+    /// its files too.
     pub fn status(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} open, {} total connections; {} lines, {} bytes; {} errors",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
             self.total(|l| l.bytes),
             self.errors
-        )
+        );
+        let o = &self.output;
+        if o.file_opens > 0 {
+            text += &format!(
+                "; {} files open, {} opens, {} evictions",
+                o.open_files, o.file_opens, o.file_evictions
+            );
+        }
+        text
     }
 }
 
@@ -111,7 +126,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections open={} total={} lines={} bytes={} errors={} truncated={} unparsed={} \
-             denied={} proxy_refused={} tls_handshake_failures={}",
+             denied={} proxy_refused={} tls_handshake_failures={} open_files={} file_opens={} \
+             file_evictions={}",
             self.total(|l| l.open),
             self.total(|l| l.accepted),
             self.total(|l| l.lines),
@@ -121,7 +137,10 @@ impl fmt::Display for Stats {
             self.total(|l| l.unparsed),
             self.total(|l| l.denied),
             self.total(|l| l.proxy_refused),
-            self.total(|l| l.tls_handshake_failures)
+            self.total(|l| l.tls_handshake_failures),
+            self.output.open_files,
+            self.output.file_opens,
+            self.output.file_evictions
         )
     }
 }

@@ -116,12 +116,24 @@ pub fn send_all(clients: &mut Clients, data: &[Vec<u8>]) -> Result<Instant, Stri
     Ok(start)
 }
 
-/// Waits until `path` holds at least `bytes`; returns when it first did. Polls the size every
+/// The size of the output file at `path`, or the sum of the files in the directory at `path`
+/// (a template scenario's one file per connection).
+fn output_size(path: &Path) -> u64 {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum(),
+        Err(_) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+    }
+}
+
+/// Waits until `path` (a file, or a directory of them) holds at least `bytes`; returns when it first did. Polls the size every
 /// 100 us (the receivers write in blocks, so this is far finer than the runs are long).
 pub fn wait_for_size(path: &Path, bytes: u64, within: Duration) -> Result<Instant, String> {
     let mut last = (0, Instant::now());
     loop {
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = output_size(path);
         let now = Instant::now();
         if size >= bytes {
             return Ok(now);

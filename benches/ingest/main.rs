@@ -48,7 +48,14 @@ pub struct Scenario {
     pub throughput_target: bool,
     /// Sent over TLS, to the receivers that serve TLS.
     pub tls: bool,
+    /// One file per connection: logsinkd's output is `DIR/{peer_port}.log` with
+    /// `max_open_files = TEMPLATE_OPEN_FILES` (fewer than the connections: evictions); only
+    /// logsinkd takes part.
+    pub template: bool,
 }
+
+/// `max_open_files` of the template scenarios.
+pub const TEMPLATE_OPEN_FILES: usize = 64;
 
 impl Scenario {
     fn flat(conns: usize, per_conn: usize, name: &str, throughput_target: bool) -> Scenario {
@@ -60,6 +67,7 @@ impl Scenario {
             rate: None,
             throughput_target,
             tls: false,
+            template: false,
         }
     }
 
@@ -69,6 +77,14 @@ impl Scenario {
             kind: lines::Kind::Syslog,
             tls: true,
             ..Scenario::flat(conns, per_conn, name, throughput_target)
+        }
+    }
+
+    /// A throughput scenario as `flat` into one file per connection.
+    fn templates(conns: usize, per_conn: usize, name: &str) -> Scenario {
+        Scenario {
+            template: true,
+            ..Scenario::flat(conns, per_conn, name, false)
         }
     }
 
@@ -89,6 +105,7 @@ impl Scenario {
             rate: Some(rate),
             throughput_target: false,
             tls: false,
+            template: false,
         }
     }
 
@@ -106,6 +123,7 @@ impl Scenario {
                 Scenario::tls(16, 100_000, "tls 16 x 100,000", true),
                 Scenario::tls(10_000, 10, "tls 10,000 conns x 10", false),
                 Scenario::paced(100, 100, 10),
+                Scenario::templates(256, 4_000, "templates 256 x 4,000"),
             ]
         } else {
             vec![
@@ -118,6 +136,7 @@ impl Scenario {
                 Scenario::tls(2, 1_000, "smoke tls 2 x 1,000", true),
                 Scenario::tls(200, 10, "smoke tls 200 conns x 10", false),
                 Scenario::paced(10, 100, 1),
+                Scenario::templates(100, 100, "smoke templates 100 x 100"),
             ]
         }
     }
@@ -169,6 +188,7 @@ fn main() -> ExitCode {
             .filter(|r| {
                 r.serves(scenario.kind)
                     && r.tls() == scenario.tls
+                    && (!scenario.template || r.is_logsinkd())
                     && selected(scenario, r)
                     && (scenario.throughput_target || !r.ceiling_only())
             })
@@ -242,7 +262,7 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
         .prefix("ingest-")
         .tempdir()
         .map_err(|e| e.to_string())?;
-    let running = receiver.start(dir.path())?;
+    let running = receiver.start(dir.path(), scenario.template)?;
     let mut clients = load::connect(running.addr(), scenario.conns)?;
     // Handshakes done and messages encrypted before the clock starts.
     let encrypted;
@@ -295,13 +315,33 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
     running
         .stop()
         .map_err(|e| format!("{}: {e}", receiver.name))?;
-    let out =
-        std::fs::read(&out_path).map_err(|e| format!("reading {}: {e}", out_path.display()))?;
     let sent = Sent {
         kind: scenario.kind,
         lines_per_conn: scenario.per_conn,
         peers: &peers,
         sent_ns: sent_ns.as_deref(),
+    };
+    let out = if scenario.template {
+        // Each connection's file, in connection order: each must hold that connection's
+        // records only; together they are checked like one output.
+        let mut all = Vec::new();
+        for (conn, peer) in peers.iter().enumerate() {
+            let port = String::from_utf8_lossy(peer);
+            let port = port.rsplit(':').next().unwrap_or_default();
+            let path = out_path.join(format!("{port}.log"));
+            let file =
+                std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            if let Some(other) = verify::conns(&file, shape, &sent).find(|&c| c != Some(conn)) {
+                return Err(format!(
+                    "verification: {} holds a record of connection {other:?}, not {conn}",
+                    path.display()
+                ));
+            }
+            all.extend_from_slice(&file);
+        }
+        all
+    } else {
+        std::fs::read(&out_path).map_err(|e| format!("reading {}: {e}", out_path.display()))?
     };
     let verdict = verify::verify(&out, shape, &sent);
     if let Some(failure) = verdict.failure {

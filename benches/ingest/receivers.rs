@@ -190,11 +190,18 @@ impl Receiver {
         }
     }
 
-    /// Starts the receiver writing to `dir/out.log` and waits until it accepts connections.
-    pub fn start(&self, dir: &Path) -> Result<Running, String> {
-        let out = dir.join("out.log");
-        // Created up front so the latency tailer can watch it before the first record.
-        std::fs::write(&out, b"").map_err(|e| format!("creating {}: {e}", out.display()))?;
+    /// Starts the receiver writing to `dir/out.log` (with `template`, logsinkd writes one
+    /// file per connection, `dir/out/PORT.log`) and waits until it accepts connections.
+    pub fn start(&self, dir: &Path, template: bool) -> Result<Running, String> {
+        let out = if template {
+            dir.join("out")
+        } else {
+            dir.join("out.log")
+        };
+        if !template {
+            // Created up front so the latency tailer can watch it before the first record.
+            std::fs::write(&out, b"").map_err(|e| format!("creating {}: {e}", out.display()))?;
+        }
         let (mut cmd, announces) = match &self.kind {
             Kind::Logsinkd {
                 format,
@@ -230,8 +237,13 @@ impl Receiver {
                     parse,
                     "--output",
                 ])
-                .arg(&out)
                 .env_remove("NOTIFY_SOCKET");
+                if template {
+                    cmd.arg(format!("{}/{{peer_port}}.log", out.display()))
+                        .args(["--max-open-files", &crate::TEMPLATE_OPEN_FILES.to_string()]);
+                } else {
+                    cmd.arg(&out);
+                }
                 if *metrics {
                     cmd.args(["--metrics-listen", "127.0.0.1:0"]);
                 }

@@ -64,6 +64,9 @@ pub struct Row {
     lines: u64,
     latency: bool,
     throughput_target: bool,
+    /// One file per connection: no target, its figures are for comparison with the
+    /// same load into one file.
+    template: bool,
     pub runs: Vec<Outcome>,
 }
 
@@ -92,6 +95,7 @@ impl Row {
             lines: (s.conns * s.per_conn) as u64,
             latency: s.rate.is_some(),
             throughput_target: s.throughput_target,
+            template: s.template,
             runs: Vec::new(),
         }
     }
@@ -383,7 +387,7 @@ fn print_targets(rows: &[Row], smoke: bool) {
     }
     for row in rows
         .iter()
-        .filter(|r| !r.latency && !r.throughput_target && r.receiver.is_logsinkd())
+        .filter(|r| !r.latency && !r.throughput_target && !r.template && r.receiver.is_logsinkd())
     {
         let name = format!("{} / {}", row.scenario, row.receiver.name);
         let Ok(m) = row.median() else {

@@ -168,6 +168,17 @@ pub fn verify(out: &[u8], shape: Shape, sent: &Sent) -> Verdict {
     v
 }
 
+/// The connection of each record in `out` (framed outputs), `None` for a damaged one.
+pub fn conns<'a>(
+    out: &'a [u8],
+    shape: Shape,
+    sent: &'a Sent<'a>,
+) -> impl Iterator<Item = Option<usize>> + 'a {
+    out.split(|&b| b == b'\n')
+        .filter(|r| !r.is_empty())
+        .map(move |record| check_record(record, shape, sent).map(|s| s.conn))
+}
+
 /// The reference's copy of syslog frames: whole frames one after another, and where a splice
 /// broke one, a damaged stretch up to the next frame's start.
 fn walk_frames(out: &[u8], tally: &mut Tally) {

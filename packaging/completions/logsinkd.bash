@@ -23,7 +23,7 @@ _logsinkd() {
 
     case "${cmd}" in
         logsinkd)
-            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-tls --tls-cert --tls-key --tls-client-ca --tls-peers --tls-handshake-timeout --tls-max-handshakes --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --metrics-listen --allow --proxy-protocol --proxy-from --check-config --help --version"
+            opts="-c -l -o -f -p -u -g -t -h -V --config --listen --listen-udp --listen-tls --tls-cert --tls-key --tls-client-ca --tls-peers --tls-handshake-timeout --tls-max-handshakes --listen-unix --listen-unix-dgram --unix-mode --unix-owner --unix-group --output --date-tz --max-open-files --file-idle-close --fallback-output --format --framing --parse --max-line --foreground --pid-file --user --group --syslog-facility --syslog-format --syslog-framing --max-connections --backlog --idle-timeout --metrics-listen --allow --proxy-protocol --proxy-from --check-config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -102,6 +102,22 @@ _logsinkd() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --date-tz)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-open-files)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file-idle-close)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fallback-output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -229,7 +229,7 @@ pub fn render(out: &mut Vec<u8>, view: &View<'_>) {
         }
     }
     let output = &view.stats.output;
-    let plain: [(&str, &str, &str, u64); 10] = [
+    let plain: [(&str, &str, &str, u64); 12] = [
         (
             "logsinkd_records_written_total",
             "counter",
@@ -279,6 +279,18 @@ pub fn render(out: &mut Vec<u8>, view: &View<'_>) {
             "gauge",
             "Output files open now.",
             view.open_files,
+        ),
+        (
+            "logsinkd_output_file_opens_total",
+            "counter",
+            "Files a templated output (a path with fields) opened.",
+            output.file_opens,
+        ),
+        (
+            "logsinkd_output_file_evictions_total",
+            "counter",
+            "Files a templated output closed to stay within max_open_files.",
+            output.file_evictions,
         ),
         (
             "logsinkd_errors_total",
@@ -341,6 +353,8 @@ mod tests {
         stats.output.records = 11;
         stats.output.bytes = 1100;
         stats.output.reopens = 2;
+        stats.output.file_opens = 13;
+        stats.output.file_evictions = 3;
         stats.errors = 9;
         let listeners = [
             ListenerInfo::new(Kind::Tcp, "127.0.0.1:5140"),
@@ -376,6 +390,8 @@ mod tests {
             "# TYPE logsinkd_output_backlog_bytes gauge\nlogsinkd_output_backlog_bytes 42\n",
             "logsinkd_output_reopens_total 2\n",
             "logsinkd_output_open_files 1\n",
+            "logsinkd_output_file_opens_total 13\n",
+            "logsinkd_output_file_evictions_total 3\n",
             "logsinkd_errors_total 9\n",
             "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ",
         ];

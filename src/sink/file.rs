@@ -48,6 +48,39 @@ pub fn still_names(path: &Path, id: FileId) -> bool {
 /// can still open them once it runs as that user.
 pub type Owner = (libc::uid_t, libc::gid_t);
 
+/// The verified TLS client that the records queued now come from: in `json` each record gets
+/// `"tls_peer":"…"` (the TLS listeners', see tls/); nothing in other formats.
+#[derive(Debug, Default)]
+pub(crate) struct TlsPeerField {
+    text: String,
+    set: bool,
+}
+
+impl TlsPeerField {
+    #[inline]
+    pub fn set(&mut self, format: Format, peer: Option<&str>) {
+        self.set = false;
+        if let (Format::Json, Some(peer)) = (format, peer) {
+            self.text.clear();
+            self.text.push_str(peer);
+            self.set = true;
+        }
+    }
+
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.set
+    }
+
+    /// Adds `tls_peer` to the record just queued in `buf`, if it came from a TLS client.
+    #[inline]
+    pub fn add_to(&self, buf: &mut Vec<u8>) {
+        if self.set {
+            json_add_field(buf, "tls_peer", self.text.as_bytes());
+        }
+    }
+}
+
 pub struct FileSink {
     path: PathBuf,
     file: File,
@@ -57,10 +90,8 @@ pub struct FileSink {
     buf: Vec<u8>,
     /// A reopen failed: when to try again, and how many tries failed so far.
     reopen_pending: Option<(Instant, u64)>,
-    /// The verified TLS client the records queued now come from (`json` adds `tls_peer`);
-    /// its buffer is kept to be reused.
-    tls_peer: String,
-    has_tls_peer: bool,
+    /// The verified TLS client the records queued now come from.
+    tls_peer: TlsPeerField,
 }
 
 /// What the file at a path is, for messages (`... is a FIFO, not a regular file`).
@@ -224,8 +255,7 @@ impl FileSink {
             owner,
             buf: Vec::with_capacity(BUF_CAPACITY),
             reopen_pending: None,
-            tls_peer: String::new(),
-            has_tls_peer: false,
+            tls_peer: TlsPeerField::default(),
         })
     }
 
@@ -233,26 +263,13 @@ impl FileSink {
     /// TLS client): in `json` format each gets `"tls_peer":"…"`.
     #[inline]
     pub fn set_tls_peer(&mut self, peer: Option<&str>) {
-        self.has_tls_peer = false;
-        if let (Format::Json, Some(peer)) = (self.format, peer) {
-            self.tls_peer.clear();
-            self.tls_peer.push_str(peer);
-            self.has_tls_peer = true;
-        }
-    }
-
-    /// Adds `tls_peer` to the record just queued, if it came from a verified TLS client.
-    #[inline]
-    fn add_tls_peer(&mut self) {
-        if self.has_tls_peer {
-            json_add_field(&mut self.buf, "tls_peer", self.tls_peer.as_bytes());
-        }
+        self.tls_peer.set(self.format, peer);
     }
 
     /// Queues one record whose syslog fields are `msg`.
     pub fn record_parsed(&mut self, time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) {
         write_parsed(self.format, &mut self.buf, time, peer, line, msg);
-        self.add_tls_peer();
+        self.tls_peer.add_to(&mut self.buf);
     }
 
     /// The record format.
@@ -263,7 +280,7 @@ impl FileSink {
     #[inline]
     pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
         write_record(self.format, &mut self.buf, time, peer, line);
-        self.add_tls_peer();
+        self.tls_peer.add_to(&mut self.buf);
     }
 
     /// Records whole lines that need no change (`Piece::Lines`: each ends in LF, none holds a
@@ -272,13 +289,18 @@ impl FileSink {
     pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) {
         if self.format == Format::Raw {
             self.buf.extend_from_slice(lines);
-        } else if self.has_tls_peer {
+        } else if self.tls_peer.is_set() {
             for line in crate::framing::run_lines(lines) {
                 self.record(time, peer, line);
             }
         } else {
             write_records(self.format, &mut self.buf, time, peer, lines);
         }
+    }
+
+    /// Queues records already formatted (a templated output's fallback).
+    pub fn append(&mut self, records: &[u8]) {
+        self.buf.extend_from_slice(records);
     }
 
     /// See `Sink::raw_batch`.

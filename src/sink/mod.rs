@@ -5,10 +5,12 @@
 //! pushes back on the clients) instead of dropping anything.
 
 mod file;
+mod files;
 mod journal;
 mod queue;
 mod syslog;
 mod syslog_addr;
+pub mod template;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use crate::format::Format;
 use crate::framing::run_lines;
 use crate::syslog_parse::Message;
 pub use file::{FileId, FileSink, Owner, chown_to, file_id, file_kind, open_regular, still_names};
+pub use files::{DEFAULT_IDLE_CLOSE, DateTz, FileCounters, FilesSink, FilesTarget};
 pub use journal::{DEFAULT_SOCKET as JOURNAL_SOCKET, JournalSink};
 pub use syslog::{SyslogFraming, SyslogOptions, SyslogProtocol, SyslogSink};
 pub(crate) use syslog::{UnixConn, connect_local, connect_unix};
@@ -29,6 +32,8 @@ pub use syslog_addr::SyslogAddr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     File(PathBuf),
+    /// A path with fields: one file per sender (`files.rs`).
+    Files(Box<FilesTarget>),
     Syslog(SyslogAddr),
     /// journald's native socket, or (`journal:/path`) a socket at this path.
     Journal(Option<PathBuf>),
@@ -53,7 +58,10 @@ impl Target {
         if let Some(addr) = SyslogAddr::parse(text)? {
             return Ok(Target::Syslog(addr));
         }
-        Ok(Target::File(PathBuf::from(text)))
+        Ok(match template::parse(text)? {
+            template::Parsed::Plain(path) => Target::File(PathBuf::from(path)),
+            template::Parsed::Template(t) => Target::Files(Box::new(FilesTarget::new(t))),
+        })
     }
 
     /// Makes a relative file or syslog socket path absolute, so a daemon that changes
@@ -67,6 +75,12 @@ impl Target {
                 *path = base.join(&*path);
             }
         }
+        if let Target::Files(files) = self {
+            files.template.absolutize(base);
+            if let Some(path) = files.fallback.as_mut().filter(|p| p.is_relative()) {
+                *path = base.join(&*path);
+            }
+        }
     }
 }
 
@@ -74,6 +88,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::File(path) => write!(f, "{}", path.display()),
+            Target::Files(files) => write!(f, "{}", files.template),
             Target::Syslog(addr) => write!(f, "{addr}"),
             Target::Journal(None) => write!(f, "journal"),
             Target::Journal(Some(path)) => write!(f, "journal:{}", path.display()),
@@ -113,6 +128,8 @@ impl SinkError {
 /// An open output.
 pub enum Sink {
     File(FileSink),
+    /// Boxed: it is large, and the plain file's enum stays small.
+    Files(Box<FilesSink>),
     Syslog(SyslogSink),
     Journal(JournalSink),
 }
@@ -128,6 +145,7 @@ impl Sink {
     ) -> Result<Sink> {
         Ok(match target {
             Target::File(path) => Sink::File(FileSink::open(path, format, owner)?),
+            Target::Files(files) => Sink::Files(Box::new(FilesSink::open(files, format, owner)?)),
             Target::Syslog(addr) => Sink::Syslog(SyslogSink::open(addr.clone(), syslog)?),
             Target::Journal(path) => {
                 Sink::Journal(JournalSink::open(path.as_deref(), &syslog.facility)?)
@@ -139,8 +157,25 @@ impl Sink {
     /// the journal output records it with each (`LOGSINKD_LISTENER`).
     #[inline]
     pub fn set_listener(&mut self, listener: &Arc<str>) {
-        if let Sink::Journal(s) = self {
-            s.set_listener(listener);
+        match self {
+            Sink::Journal(s) => s.set_listener(listener),
+            Sink::Files(s) => s.set_listener(listener),
+            Sink::File(_) | Sink::Syslog(_) => {}
+        }
+    }
+
+    /// True if the records' file depends on where and when they came from (`route`).
+    #[inline]
+    pub fn routes(&self) -> bool {
+        matches!(self, Sink::Files(_))
+    }
+
+    /// The records queued from now on were received at `second` (Unix time) from `peer`: a
+    /// templated output picks their file (once per read, not per record).
+    #[inline]
+    pub fn route(&mut self, second: i64, peer: &[u8]) {
+        if let Sink::Files(s) = self {
+            s.route(second, peer);
         }
     }
 
@@ -149,8 +184,10 @@ impl Sink {
     /// `tls_peer`.
     #[inline]
     pub fn set_tls_peer(&mut self, peer: Option<&str>) {
-        if let Sink::File(s) = self {
-            s.set_tls_peer(peer);
+        match self {
+            Sink::File(s) => s.set_tls_peer(peer),
+            Sink::Files(s) => s.set_tls_peer(peer),
+            Sink::Syslog(_) | Sink::Journal(_) => {}
         }
     }
 
@@ -159,6 +196,7 @@ impl Sink {
     pub fn record(&mut self, time: &[u8], peer: &[u8], line: &[u8]) {
         match self {
             Sink::File(s) => s.record(time, peer, line),
+            Sink::Files(s) => s.record(time, peer, line),
             Sink::Syslog(s) => s.record(time, peer, line),
             Sink::Journal(s) => s.record(peer, line),
         }
@@ -168,6 +206,7 @@ impl Sink {
     pub fn record_parsed(&mut self, time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) {
         match self {
             Sink::File(s) => s.record_parsed(time, peer, line, msg),
+            Sink::Files(s) => s.record_parsed(time, peer, line, msg),
             Sink::Syslog(s) => s.record_parsed(time, peer, msg),
             Sink::Journal(s) => s.record_parsed(peer, msg),
         }
@@ -178,6 +217,8 @@ impl Sink {
     pub fn shows_fields(&self) -> bool {
         match self {
             Sink::File(s) => s.format().shows_fields(),
+            // A path with message fields needs each record parsed.
+            Sink::Files(s) => s.format().shows_fields() || s.per_record(),
             Sink::Syslog(_) | Sink::Journal(_) => true,
         }
     }
@@ -187,6 +228,7 @@ impl Sink {
     pub fn record_lines(&mut self, time: &[u8], peer: &[u8], lines: &[u8]) {
         match self {
             Sink::File(s) => s.record_lines(time, peer, lines),
+            Sink::Files(s) => s.record_lines(time, peer, lines),
             Sink::Syslog(s) => {
                 for line in run_lines(lines) {
                     s.record(time, peer, line);
@@ -202,6 +244,7 @@ impl Sink {
     pub fn raw_batch(&mut self) -> Option<&mut Vec<u8>> {
         match self {
             Sink::File(s) => s.raw_batch(),
+            Sink::Files(s) => s.raw_batch(),
             Sink::Syslog(_) | Sink::Journal(_) => None,
         }
     }
@@ -210,6 +253,7 @@ impl Sink {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         match self {
             Sink::File(s) => s.flush().map_err(SinkError::Failed),
+            Sink::Files(s) => s.flush().map_err(SinkError::Failed),
             Sink::Syslog(s) => s.flush(),
             Sink::Journal(s) => s.flush(),
         }
@@ -219,6 +263,7 @@ impl Sink {
     pub fn backlog(&self) -> usize {
         match self {
             Sink::File(s) => s.backlog(),
+            Sink::Files(s) => s.backlog(),
             Sink::Syslog(s) => s.backlog(),
             Sink::Journal(s) => s.backlog(),
         }
@@ -228,6 +273,7 @@ impl Sink {
     pub fn reopen(&mut self) -> Result<()> {
         match self {
             Sink::File(s) => s.reopen(),
+            Sink::Files(s) => s.reopen(),
             Sink::Syslog(s) => s.reopen(),
             Sink::Journal(s) => s.reopen(),
         }
@@ -236,7 +282,7 @@ impl Sink {
     /// The socket to watch for writability while the receiver is busy (syslog, journal).
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         match self {
-            Sink::File(_) => None,
+            Sink::File(_) | Sink::Files(_) => None,
             Sink::Syslog(s) => s.raw_fd(),
             Sink::Journal(s) => s.raw_fd(),
         }
@@ -246,6 +292,7 @@ impl Sink {
     pub fn sync(&mut self) -> Result<()> {
         match self {
             Sink::File(s) => s.sync(),
+            Sink::Files(s) => s.sync(),
             Sink::Syslog(_) | Sink::Journal(_) => Ok(()),
         }
     }

@@ -24,6 +24,7 @@ mod syslog_input;
 mod syslog_relay;
 mod systemd;
 mod systemd_notify;
+mod templates;
 mod tls;
 mod udp;
 mod unix;

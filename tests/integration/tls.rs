@@ -772,3 +772,30 @@ fn gnutls_cli_over_tls_1_2_and_1_3() {
         d.log.all()
     );
 }
+
+/// A templated output (one file per sender) names the TLS client in `json` records as the
+/// single file does, for lines that arrive together as for one alone.
+#[test]
+fn templated_output_names_the_tls_peer() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let files = TlsFiles::new(dir);
+    let client = files.pki.issue(&["client1.test"], Validity::Now);
+    let template = dir.join("remote/{peer_ip}.log");
+    let (d, addr) = start_tls(
+        DaemonBuilder::new(dir)
+            .args(files.args())
+            .args(["--tls-client-ca", files.ca.to_str().unwrap()])
+            .args(["--format", "json", "--output", template.to_str().unwrap()])
+            .output(dir.join("remote/127.0.0.1.log").to_str().unwrap()),
+    );
+    let mut c = tls_connect(addr, files.pki.client_config(Some(&client)));
+    tls_send(&mut c, b"first\nsecond\n");
+    let records = json_records(&d, 2);
+    tls_send(&mut c, b"third\n");
+    let records = [&records[..], &json_records(&d, 3)[2..]].concat();
+    for (r, line) in records.iter().zip(["first", "second", "third"]) {
+        assert_eq!(r["line"], line, "{r:?}");
+        assert_eq!(r["tls_peer"], "client1.test", "{r:?}");
+    }
+}
