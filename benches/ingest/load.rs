@@ -35,12 +35,22 @@ pub struct Clients {
 /// Opens `count` connections one after another (each completes its handshake before the next
 /// starts, so the receiver's accept backlog never overflows into SYN retries).
 pub fn connect(addr: SocketAddr, count: usize) -> Result<Clients, String> {
+    connect_each(addr, count, |_, _| Ok(()))
+}
+
+/// `connect`, calling `then(i, stream)` on each connection as soon as it is open (a TLS
+/// client's handshake).
+pub fn connect_each(
+    addr: SocketAddr,
+    count: usize,
+    mut then: impl FnMut(usize, &mut TcpStream) -> Result<(), String>,
+) -> Result<Clients, String> {
     let mut clients = Clients {
         streams: Vec::with_capacity(count),
         peers: Vec::with_capacity(count),
     };
     for i in 0..count {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .map_err(|e| format!("opening connection {i} of {count}: {e}"))?;
         // Lines go out when written: Nagle would hold back the latency scenario's small writes.
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -51,6 +61,7 @@ pub fn connect(addr: SocketAddr, count: usize) -> Result<Clients, String> {
                 .to_string()
                 .into_bytes(),
         );
+        then(i, &mut stream)?;
         clients.streams.push(stream);
     }
     Ok(clients)

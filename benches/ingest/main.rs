@@ -263,15 +263,19 @@ fn run_once(scenario: &Scenario, receiver: &Receiver, data: &[Vec<u8>]) -> Resul
         .tempdir()
         .map_err(|e| e.to_string())?;
     let running = receiver.start(dir.path(), scenario.template)?;
-    let mut clients = load::connect(running.addr(), scenario.conns)?;
-    // Handshakes done and messages encrypted before the clock starts.
-    let encrypted;
-    let data = if scenario.tls {
-        encrypted = tls::handshake_and_encrypt(&mut clients, data)?;
-        &encrypted[..]
+    // Over TLS: each connection's handshake done right after its connect, and its messages
+    // encrypted, before the clock starts.
+    let mut encrypted = Vec::new();
+    let mut clients = if scenario.tls {
+        let tls = tls::Client::new();
+        load::connect_each(running.addr(), scenario.conns, |i, sock| {
+            encrypted.push(tls.handshake_and_encrypt(i, sock, &data[i])?);
+            Ok(())
+        })?
     } else {
-        data
+        load::connect(running.addr(), scenario.conns)?
     };
+    let data = if scenario.tls { &encrypted[..] } else { data };
     let scraper = running.metrics.map(scrape::Scraper::start);
     let shape = receiver.shape();
     let (wall, sent_ns, latency) = match scenario.rate {

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::load::Clients;
+use std::net::TcpStream;
 
 /// The CA certificate, and the server's certificate and key, PEM.
 struct Pki {
@@ -77,18 +77,32 @@ fn client_config() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// Completes a TLS handshake on each of `clients`' connections (one after another, blocking)
-/// and returns `data[i]` encrypted for connection `i`, in records of up to 16 KiB.
-pub fn handshake_and_encrypt(
-    clients: &mut Clients,
-    data: &[Vec<u8>],
-) -> Result<Vec<Vec<u8>>, String> {
-    let config = client_config();
-    let name = ServerName::try_from("localhost").expect("a server name");
-    let mut out = Vec::with_capacity(data.len());
-    for (i, (sock, plain)) in clients.streams.iter_mut().zip(data).enumerate() {
+/// A TLS client for the bench's connections.
+pub struct Client {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client {
+            config: client_config(),
+            name: ServerName::try_from("localhost").expect("a server name"),
+        }
+    }
+
+    /// Completes a TLS handshake on connection `i` (blocking) and returns `plain` encrypted
+    /// for it, in records of up to 16 KiB, ending with the close_notify alert a well-behaved
+    /// sender ends with. Called right after each connect, as real clients handshake: a
+    /// receiver may cap the handshakes in progress.
+    pub fn handshake_and_encrypt(
+        &self,
+        i: usize,
+        sock: &mut TcpStream,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let err = |e: std::io::Error| format!("TLS on connection {i}: {e}");
-        let mut conn = rustls::ClientConnection::new(config.clone(), name.clone())
+        let mut conn = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
             .map_err(|e| format!("TLS on connection {i}: {e}"))?;
         while conn.is_handshaking() {
             conn.complete_io(sock).map_err(err)?;
@@ -100,7 +114,10 @@ pub fn handshake_and_encrypt(
                 conn.write_tls(&mut cipher).map_err(err)?;
             }
         }
-        out.push(cipher);
+        conn.send_close_notify();
+        while conn.wants_write() {
+            conn.write_tls(&mut cipher).map_err(err)?;
+        }
+        Ok(cipher)
     }
-    Ok(out)
 }
