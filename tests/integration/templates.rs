@@ -323,6 +323,69 @@ fn unusable_directory_goes_to_fallback_until_sighup() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// A directory the daemon's user may not write in (root's, 0755, with logsinkd running as
+/// nobody): EACCES, logged once, lines to the fallback; once the admin hands the directory
+/// over, SIGHUP makes the path be tried again and every line is in one of the two files.
+#[test]
+fn unwritable_directory_goes_to_fallback() {
+    use std::os::unix::fs::PermissionsExt;
+    if !root_for("start as root and switch to nobody") {
+        return;
+    }
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = dir.path().join("r");
+    std::fs::create_dir(&r).unwrap();
+    std::fs::set_permissions(&r, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fallback = dir.path().join("fallback.log");
+    let mut d = start(
+        dir.path(),
+        &format!("{}/{{peer_ip}}/x.log", r.display()),
+        &[
+            "--format",
+            "raw",
+            "--user",
+            "nobody",
+            "--fallback-output",
+            fallback.to_str().unwrap(),
+        ],
+    );
+    let mut c = d.connect();
+    for i in 0..3 {
+        send_numbered(&mut c, i * 10..(i + 1) * 10);
+        wait_lines(&fallback, (i as usize + 1) * 10);
+    }
+    assert_eq!(
+        d.log.matching("Permission denied").len(),
+        1,
+        "once: {:#?}",
+        d.log.all()
+    );
+    assert!(
+        !r.join("127.0.0.1").exists(),
+        "nothing made where it may not"
+    );
+    // The admin gives the directory to the daemon's user.
+    let nobody = std::fs::metadata(&fallback).unwrap();
+    std::os::unix::fs::chown(
+        &r,
+        Some(std::os::unix::fs::MetadataExt::uid(&nobody)),
+        Some(std::os::unix::fs::MetadataExt::gid(&nobody)),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.log.wait_for("reopened");
+    send_numbered(&mut c, 30..40);
+    let text = wait_lines(&r.join("127.0.0.1/x.log"), 10);
+    assert_numbered(
+        &[std::fs::read_to_string(&fallback).unwrap(), text],
+        0..40,
+        Layout::Raw,
+    );
+    drop(c);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// Without a fallback a path that fails for good holds its lines (and says so); they are
 /// written once SIGHUP finds the path usable.
 #[test]
