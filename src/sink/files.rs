@@ -565,6 +565,10 @@ impl FilesSink {
     /// SIGHUP: writes out what it can, then closes every file (each is opened anew on its
     /// next write), forgets the paths that failed, and opens the prefix and the fallback anew.
     pub fn reopen(&mut self) -> Result<()> {
+        // The prefix first: if it cannot be opened anew (replaced by a file, no permission),
+        // nothing changes and the open files stay in use, as a plain file output keeps its
+        // old file when a reopen fails.
+        let prefix = open_prefix(self.target.template.prefix(), self.owner)?;
         let _ = self.flush();
         for (_, slot) in std::mem::take(&mut self.lru) {
             self.slots[slot].file = None;
@@ -574,7 +578,7 @@ impl FilesSink {
         for id in ids {
             self.forget_if_unused(id);
         }
-        self.prefix = open_prefix(self.target.template.prefix(), self.owner)?;
+        self.prefix = prefix;
         if let Some(fallback) = &mut self.fallback {
             fallback.reopen()?;
         }

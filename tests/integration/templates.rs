@@ -386,6 +386,48 @@ fn unwritable_directory_goes_to_fallback() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// A rotation that moves the whole prefix away and leaves something unusable in its place:
+/// the SIGHUP's reopen fails, says so, and the open files stay open and in use (lines land in
+/// the moved directory, no file opened again); once the path is usable again, the next SIGHUP makes the prefix anew and
+/// every line is in one of the two files, in order.
+#[test]
+fn prefix_replaced_keeps_the_open_files_until_usable() {
+    let dir = temp_dir();
+    let r = dir.path().join("r");
+    let moved = dir.path().join("r.old");
+    let mut d = start(
+        dir.path(),
+        &format!("{}/{{peer_ip}}.log", r.display()),
+        &["--format", "raw"],
+    );
+    let mut c = d.connect();
+    send_numbered(&mut c, 0..10);
+    wait_lines(&r.join("127.0.0.1.log"), 10);
+    std::fs::rename(&r, &moved).unwrap();
+    std::fs::write(&r, b"not a directory\n").unwrap();
+    d.signal(libc::SIGHUP);
+    d.log
+        .wait_for("reopening failed, still writing to the old output");
+    send_numbered(&mut c, 10..20);
+    wait_lines(&moved.join("127.0.0.1.log"), 20);
+    d.wait_for_stats("open_files=1 file_opens=1 ");
+    std::fs::remove_file(&r).unwrap();
+    d.signal(libc::SIGHUP);
+    d.log.wait_for("reopened");
+    send_numbered(&mut c, 20..30);
+    let text = wait_lines(&r.join("127.0.0.1.log"), 10);
+    assert_numbered(
+        &[
+            std::fs::read_to_string(moved.join("127.0.0.1.log")).unwrap(),
+            text,
+        ],
+        0..30,
+        Layout::Raw,
+    );
+    drop(c);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// Without a fallback a path that fails for good holds its lines (and says so); they are
 /// written once SIGHUP finds the path usable.
 #[test]
