@@ -59,30 +59,23 @@ static ALLOCATOR: Counting = Counting;
 /// Held by each test while it counts: the counter is global, the tests run in parallel.
 static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+// The unit tests' CA and certificates (not every piece of it is used here).
+#[allow(dead_code)]
+#[path = "../src/tls/testpki.rs"]
+mod testpki;
+
 /// A server certificate for `localhost` and a client configuration that trusts it.
 fn certificates(dir: &std::path::Path) -> (TlsSettings, Arc<rustls::ClientConfig>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let pki = testpki::Pki::new();
+    let (cert, key) = pki
+        .server(&["localhost"], testpki::Validity::Now)
+        .write(dir, "server");
     let settings = TlsSettings {
-        cert: dir.join("server.crt"),
-        key: dir.join("server.key"),
+        cert,
+        key,
         ..TlsSettings::default()
     };
-    std::fs::write(&settings.cert, cert.pem()).unwrap();
-    std::fs::write(&settings.key, key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    (settings, Arc::new(client))
+    (settings, pki.client_config(None))
 }
 
 /// One connection through its handshake and one line, in this thread: the client and the

@@ -41,6 +41,18 @@ pub struct TlsSettings {
     pub peers: Vec<PeerRule>,
 }
 
+#[cfg(test)]
+impl TlsSettings {
+    /// Settings with this certificate and key (`Issued::write`'s files), no client rules.
+    pub(crate) fn with_files((cert, key): (PathBuf, PathBuf)) -> TlsSettings {
+        TlsSettings {
+            cert,
+            key,
+            ..TlsSettings::default()
+        }
+    }
+}
+
 /// A loaded configuration and what an admin should hear about it.
 pub struct Loaded {
     /// The rustls configuration for new connections.
@@ -387,7 +399,7 @@ mod tests {
     /// Settings for a server certificate from `pki`, written in `dir`.
     fn settings(pki: &Pki, dir: &Path, validity: Validity) -> TlsSettings {
         let server = pki.server(&["localhost", "127.0.0.1"], validity);
-        server.write(dir, "server")
+        TlsSettings::with_files(server.write(dir, "server"))
     }
 
     fn load_err(settings: &TlsSettings) -> String {
@@ -405,7 +417,7 @@ mod tests {
         let mut tls = settings(&pki, dir.path(), Validity::Now);
         let loaded = tls.load_with(None, UnixTime::now()).unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-        tls.client_ca = Some(pki.write_ca(dir.path()));
+        tls.client_ca = Some(pki.write_ca(dir.path(), "ca"));
         tls.peers = vec!["client.example".parse().unwrap()];
         let loaded = tls.load_with(None, UnixTime::now()).unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);

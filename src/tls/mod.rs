@@ -13,7 +13,9 @@ mod files;
 mod peer;
 mod refusals;
 mod stream;
+// Shared with the integration tests, which use other parts of it.
 #[cfg(test)]
+#[allow(dead_code)]
 mod testpki;
 #[cfg(test)]
 mod tests;

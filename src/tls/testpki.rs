@@ -1,5 +1,7 @@
 //! Test certificates made with rcgen: a CA, server and client certificates signed by it, their
-//! files in a temp dir, and rustls client configurations that use them.
+//! files in a temp dir, and rustls client configurations that use them. Used by the unit tests
+//! in this directory and, through `#[path]`, by the integration tests
+//! (tests/integration/util/tlspki.rs): so nothing here may use the crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,8 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
-
-use super::files::TlsSettings;
 
 /// When a test certificate is valid.
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +73,13 @@ impl Pki {
         }
     }
 
-    fn issue(&self, names: &[&str], validity: Validity, cn: &str) -> Issued {
+    /// A certificate with these subject alternative names (IP addresses where they parse as
+    /// one, else DNS names), for a server or a client, with the subject CN `logsinkd-test`.
+    pub fn issue(&self, names: &[&str], validity: Validity) -> Issued {
+        self.issue_as(names, validity, "logsinkd-test")
+    }
+
+    fn issue_as(&self, names: &[&str], validity: Validity, cn: &str) -> Issued {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
@@ -99,17 +105,17 @@ impl Pki {
     /// A client certificate with these subject alternative names (IP addresses where they
     /// parse as one, else DNS names) and the subject CN `logsinkd-test-client`.
     pub fn client(&self, names: &[&str], validity: Validity) -> Issued {
-        self.issue(names, validity, "logsinkd-test-client")
+        self.issue_as(names, validity, "logsinkd-test-client")
     }
 
     /// A server certificate with these subject alternative names.
     pub fn server(&self, names: &[&str], validity: Validity) -> Issued {
-        self.issue(names, validity, "logsinkd-test-server")
+        self.issue_as(names, validity, "logsinkd-test-server")
     }
 
-    /// Writes the CA certificate as `ca.crt` in `dir`.
-    pub fn write_ca(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("ca.crt");
+    /// Writes the CA certificate as `dir/NAME.crt`.
+    pub fn write_ca(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.crt"));
         std::fs::write(&path, &self.ca_pem).unwrap();
         path
     }
@@ -140,19 +146,14 @@ impl Issued {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }
 
-    /// Writes `NAME.crt` and `NAME.key` (mode 0600) in `dir`; settings that use them.
-    pub fn write(&self, dir: &Path, name: &str) -> TlsSettings {
+    /// Writes `NAME.crt` and `NAME.key` (mode 0600) in `dir`; their paths.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         use std::os::unix::fs::PermissionsExt;
         let cert = dir.join(format!("{name}.crt"));
         let key = dir.join(format!("{name}.key"));
         std::fs::write(&cert, &self.cert_pem).unwrap();
         std::fs::write(&key, &self.key_pem).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        TlsSettings {
-            cert,
-            key,
-            client_ca: None,
-            peers: Vec::new(),
-        }
+        (cert, key)
     }
 }

@@ -194,11 +194,12 @@ fn exchange(
 
 /// A server for `pki` with these client rules, files in `dir`.
 fn server(pki: &Pki, dir: &std::path::Path, ca: bool, peers: &[&str]) -> TlsServer {
-    let mut settings = pki
-        .server(&["localhost"], Validity::Now)
-        .write(dir, "server");
+    let mut settings = TlsSettings::with_files(
+        pki.server(&["localhost"], Validity::Now)
+            .write(dir, "server"),
+    );
     if ca {
-        settings.client_ca = Some(pki.write_ca(dir));
+        settings.client_ca = Some(pki.write_ca(dir, "ca"));
     }
     settings.peers = peers.iter().map(|rule| rule.parse().unwrap()).collect();
     let (server, warnings) = TlsServer::load(settings).unwrap();
@@ -379,7 +380,7 @@ fn reload_affects_new_connections_only() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let first = pki.server(&["localhost"], Validity::Now);
-    let settings = first.write(dir.path(), "server");
+    let settings = TlsSettings::with_files(first.write(dir.path(), "server"));
     let (mut server, _) = TlsServer::load(settings.clone()).unwrap();
 
     // An old client: handshake done, one line read, still open.
@@ -581,7 +582,7 @@ fn openssl_s_client_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let server = server(&pki, dir.path(), true, &["relay.example.org"]);
-    let client_files = pki
+    let (client_cert, client_key) = pki
         .client(&["relay.example.org"], Validity::Now)
         .write(dir.path(), "client");
     for version in ["-tls1_2", "-tls1_3"] {
@@ -598,9 +599,9 @@ fn openssl_s_client_is_served() {
             .arg("-CAfile")
             .arg(dir.path().join("ca.crt"))
             .arg("-cert")
-            .arg(&client_files.cert)
+            .arg(&client_cert)
             .arg("-key")
-            .arg(&client_files.key)
+            .arg(&client_key)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

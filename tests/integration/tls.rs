@@ -102,7 +102,7 @@ fn openssl_clients_refused_logged_and_counted() {
     let files = TlsFiles::new(dir);
     let good = files.pki.issue(&["client1.test"], Validity::Now);
     let (good_cert, good_key) = good.write(dir, "good");
-    let stranger = Pki::new("another CA").issue(&["client1.test"], Validity::Now);
+    let stranger = Pki::named("another CA").issue(&["client1.test"], Validity::Now);
     let (stranger_cert, stranger_key) = stranger.write(dir, "stranger");
     let expired = files.pki.issue(&["client1.test"], Validity::Expired);
     let (expired_cert, expired_key) = expired.write(dir, "expired");

@@ -6,122 +6,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use time::{Duration, OffsetDateTime};
+use rustls::pki_types::ServerName;
 
 use super::{Daemon, DaemonBuilder};
 
-/// When a test certificate is valid.
-#[derive(Clone, Copy, Debug)]
-pub enum Validity {
-    /// From a day ago to a year ahead.
-    Now,
-    /// Ended yesterday.
-    Expired,
-}
+// The CA and its certificates are the unit tests' own (src/tls/testpki.rs); not every piece of
+// it is used here.
+#[allow(dead_code)]
+#[path = "../../../src/tls/testpki.rs"]
+mod testpki;
 
-/// A test CA.
-pub struct Pki {
-    params: CertificateParams,
-    key: KeyPair,
-    pub ca_der: CertificateDer<'static>,
-    pub ca_pem: String,
-}
-
-/// A certificate a test CA issued, with its key.
-pub struct Issued {
-    pub der: CertificateDer<'static>,
-    pub cert_pem: String,
-    pub key_pem: String,
-    key_der: Vec<u8>,
-}
-
-impl Pki {
-    /// A CA with a fresh key and the subject CN `cn`.
-    pub fn new(cn: &str) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.self_signed(&key).unwrap();
-        Pki {
-            ca_der: cert.der().clone(),
-            ca_pem: cert.pem(),
-            params,
-            key,
-        }
-    }
-
-    /// A certificate with these subject alternative names (IP addresses where they parse as
-    /// one, else DNS names), for a server or a client.
-    pub fn issue(&self, names: &[&str], validity: Validity) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "logsinkd-test");
-        let now = OffsetDateTime::now_utc();
-        let (from, to) = match validity {
-            Validity::Now => (now - Duration::days(1), now + Duration::days(365)),
-            Validity::Expired => (now - Duration::days(30), now - Duration::days(1)),
-        };
-        params.not_before = from;
-        params.not_after = to;
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        Issued {
-            der: cert.der().clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
-        }
-    }
-
-    /// Writes the CA certificate as `dir/NAME.crt`.
-    pub fn write_ca(&self, dir: &Path, name: &str) -> PathBuf {
-        let path = dir.join(format!("{name}.crt"));
-        std::fs::write(&path, &self.ca_pem).unwrap();
-        path
-    }
-
-    /// A rustls client configuration that trusts this CA and presents `client`, if any.
-    pub fn client_config(&self, client: Option<&Issued>) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der.clone()).unwrap();
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        Arc::new(match client {
-            Some(client) => builder
-                .with_client_auth_cert(vec![client.der.clone()], client.private_key())
-                .unwrap(),
-            None => builder.with_no_client_auth(),
-        })
-    }
-}
-
-impl Issued {
-    fn private_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
-    }
-
-    /// Writes `dir/NAME.crt` and `dir/NAME.key` (mode 0600); their paths.
-    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-        use std::os::unix::fs::PermissionsExt;
-        let cert = dir.join(format!("{name}.crt"));
-        let key = dir.join(format!("{name}.key"));
-        std::fs::write(&cert, &self.cert_pem).unwrap();
-        std::fs::write(&key, &self.key_pem).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        (cert, key)
-    }
-}
+pub use testpki::{Issued, Pki, Validity};
 
 /// The files of a TLS test: a CA, the server's certificate (for `localhost` and 127.0.0.1)
 /// and key, written in the temp dir.
@@ -135,7 +30,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     pub fn new(dir: &Path) -> TlsFiles {
-        let pki = Pki::new("logsinkd test CA");
+        let pki = Pki::named("logsinkd test CA");
         let server = pki.issue(&["localhost", "127.0.0.1"], Validity::Now);
         let ca = pki.write_ca(dir, "ca");
         let (cert, key) = server.write(dir, "server");
