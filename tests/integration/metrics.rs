@@ -611,8 +611,7 @@ fn tls_handshake_failures_are_served() {
     let args: Vec<String> = files.args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (d, metrics) = start(dir.path(), &args);
-    let line = d.log.wait_for("listening on tls ");
-    let tls: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let tls = d.log.listening_on("tls ");
     send(tls, b"<13>plaintext on the TLS port\n");
     let series = format!("logsinkd_tls_handshake_failures_total{{listener=\"tls://{tls}\"}}");
     let text = wait_until("a failed handshake served", DEADLINE, || {

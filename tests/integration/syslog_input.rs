@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -32,21 +32,6 @@ fn escaped(text: &str) -> String {
         }
     }
     out
-}
-
-/// The address of the daemon's listener that it logs as `listening on {kind}ADDR`
-/// (`udp ` for its UDP socket).
-fn listening(d: &Daemon, kind: &str) -> SocketAddr {
-    let line = d.log.wait_for(&format!("listening on {kind}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
-/// The first `n` records of a `json` output, parsed.
-fn json_records(d: &Daemon, n: usize) -> Vec<Value> {
-    d.wait_for_lines(n)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
-        .collect()
 }
 
 /// The record's syslog fields: every key but `time`, `peer`, `line`, `timestamp` and `sd`
@@ -120,7 +105,7 @@ fn logger_fields_arrive_over_tcp_udp_and_unix_datagrams() {
         .start();
     let (tcp, udp) = (
         d.addr.port().to_string(),
-        listening(&d, "udp ").port().to_string(),
+        d.log.listening_on("udp ").port().to_string(),
     );
     let sock = sock.to_str().unwrap();
     let host = hostname();
@@ -163,7 +148,7 @@ fn logger_fields_arrive_over_tcp_udp_and_unix_datagrams() {
         ]);
         logger(&args);
         n += 1;
-        let r = &json_records(&d, n)[n - 1];
+        let r = &d.wait_for_json(n)[n - 1];
         assert!(peer_ok(r["peer"].as_str().unwrap()), "{name}: {r}");
         assert_eq!(
             plain_fields(r),
@@ -210,7 +195,7 @@ fn logger_fields_arrive_over_tcp_udp_and_unix_datagrams() {
         ]);
         logger(&args);
         n += 1;
-        let r = &json_records(&d, n)[n - 1];
+        let r = &d.wait_for_json(n)[n - 1];
         assert!(peer_ok(r["peer"].as_str().unwrap()), "{name}: {r}");
         assert_eq!(
             plain_fields(r),
@@ -255,7 +240,7 @@ fn stack_trace_in_one_frame_is_one_record() {
             d.addr,
             format!("{}\n{}\r\n", frame(&first), frame(second)).as_bytes(),
         );
-        let records = json_records(&d, 2);
+        let records = d.wait_for_json(2);
         let r = &records[0];
         assert_eq!(r["peer"], peer.to_string(), "{framing}");
         assert_eq!(r["line"], escaped(&first), "{framing}");
@@ -363,7 +348,8 @@ fn listener_table_sets_its_framing_and_parsing() {
     let to_lines = send(([127, 0, 0, 1], lines_port).into(), bytes.as_bytes());
     d.wait_for_lines(2);
     let to_octet = send(([127, 0, 0, 1], octet_port).into(), bytes.as_bytes());
-    let records: Vec<Value> = json_records(&d, 3)
+    let records: Vec<Value> = d
+        .wait_for_json(3)
         .into_iter()
         .map(|mut r| {
             r.as_object_mut().unwrap().remove("time");
@@ -432,7 +418,7 @@ fn datagram_is_one_message_when_parsed() {
             .arg(&sock)
             .args(["--parse", parse, "--format", "json"])
             .start();
-        let udp_to = listening(&d, "udp ");
+        let udp_to = d.log.listening_on("udp ");
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let unix = std::os::unix::net::UnixDatagram::unbound().unwrap();
         let per_batch = if parse == "syslog" { 2 } else { 4 };
@@ -444,9 +430,10 @@ fn datagram_is_one_message_when_parsed() {
                 };
             }
             // One socket's datagrams before the other's.
-            json_records(&d, (i + 1) * per_batch);
+            d.wait_for_json((i + 1) * per_batch);
         }
-        let records: Vec<Value> = json_records(&d, 2 * per_batch)
+        let records: Vec<Value> = d
+            .wait_for_json(2 * per_batch)
             .into_iter()
             .map(|mut r| {
                 let map = r.as_object_mut().unwrap();

@@ -153,11 +153,7 @@ fn rsyslogd_forwards_every_message(framing: &str) {
         "the end",
     ]);
     let expected: usize = sent.iter().map(|s| s.forwarded.len()).sum::<usize>() + 1;
-    let records: Vec<Value> = d
-        .wait_for_lines(expected)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let records: Vec<Value> = d.wait_for_json(expected);
     // rsyslogd's own name, the domain (if any) stripped as rsyslogd does by default.
     let host = hostname().split('.').next().unwrap().to_string();
     let wanted = sent

@@ -701,8 +701,7 @@ fn datagrams_go_to_their_senders_file() {
         &format!("{}/{{listener}}/{{peer_port}}.log", r.display()),
         &["--format", "raw", "--listen-udp", "127.0.0.1:0"],
     );
-    let line = d.log.wait_for("listening on udp ");
-    let addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let addr = d.log.udp_addr();
     let senders: Vec<std::net::UdpSocket> = (0..2)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();

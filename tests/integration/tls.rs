@@ -69,14 +69,6 @@ fn s_client(
     text
 }
 
-/// The records of a json output, parsed.
-fn json_records(d: &Daemon, n: usize) -> Vec<Value> {
-    d.wait_for_lines(n)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// The SIGUSR1 line of the TLS listener `addr` once it counts `failures` failed handshakes.
 fn wait_for_failures(d: &Daemon, addr: SocketAddr, failures: u64) -> String {
     let want =
@@ -124,7 +116,7 @@ fn openssl_clients_refused_logged_and_counted() {
         true,
     );
     assert!(!out.contains("alert"), "{out}");
-    let records = json_records(&d, 1);
+    let records = d.wait_for_json(1);
     assert_eq!(records[0]["line"], "<13>hello over TLS", "{:?}", records[0]);
     assert_eq!(records[0]["tls_peer"], "client1.test", "{:?}", records[0]);
     assert!(
@@ -277,7 +269,7 @@ if $programname != "rsyslogd" then action(type="omfwd" target="127.0.0.1" port="
         "--id=4242",
         "the end",
     ]);
-    let records = json_records(&d, sent.len() + 1);
+    let records = d.wait_for_json(sent.len() + 1);
     let wanted = sent
         .iter()
         .map(|(t, s)| (t.as_str(), "local3", *s))
@@ -369,7 +361,7 @@ fn sighup_rotates_the_certificate_while_a_client_streams() {
     streaming.conn.send_close_notify();
     streaming.flush().unwrap();
 
-    let records = json_records(&d, 602);
+    let records = d.wait_for_json(602);
     let lines: Vec<&str> = records
         .iter()
         .map(|r| r["line"].as_str().unwrap())
@@ -643,7 +635,7 @@ fn credentials_directory_paths() {
     );
     let mut client = tls_connect(addr, files.pki.client_config(None));
     tls_send(&mut client, b"with credentials\n");
-    let records = json_records(&d, 1);
+    let records = d.wait_for_json(1);
     assert_eq!(records[0]["line"], "with credentials");
     assert!(records[0].get("tls_peer").is_none(), "{:?}", records[0]);
 }
@@ -755,7 +747,7 @@ fn gnutls_cli_over_tls_1_2_and_1_3() {
             .unwrap()
             .write_all(line.as_bytes())
             .unwrap();
-        let records = json_records(&d, i + 1);
+        let records = d.wait_for_json(i + 1);
         assert_eq!(
             records[i]["line"],
             format!("<13>over {version}"),
@@ -791,9 +783,9 @@ fn templated_output_names_the_tls_peer() {
     );
     let mut c = tls_connect(addr, files.pki.client_config(Some(&client)));
     tls_send(&mut c, b"first\nsecond\n");
-    let records = json_records(&d, 2);
+    let records = d.wait_for_json(2);
     tls_send(&mut c, b"third\n");
-    let records = [&records[..], &json_records(&d, 3)[2..]].concat();
+    let records = [&records[..], &d.wait_for_json(3)[2..]].concat();
     for (r, line) in records.iter().zip(["first", "second", "third"]) {
         assert_eq!(r["line"], line, "{r:?}");
         assert_eq!(r["tls_peer"], "client1.test", "{r:?}");

@@ -67,12 +67,18 @@ impl LogLines {
         self.wait_for_nth(pattern, 1)
     }
 
-    /// The address of the (first) UDP socket, from its `listening on udp ADDR` line.
-    pub fn udp_addr(&self) -> SocketAddr {
-        let line = self.wait_for("listening on udp ");
+    /// The address of the (first) listener logged as `listening on {kind}ADDR` (`udp `,
+    /// `tls `; `127.0.0.1:` for a TCP one on that address).
+    pub fn listening_on(&self, kind: &str) -> SocketAddr {
+        let line = self.wait_for(&format!("listening on {kind}"));
         let addr = line.rsplit(' ').next().unwrap_or_default();
         addr.parse()
-            .unwrap_or_else(|e| panic!("no UDP address in {line:?}: {e}"))
+            .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
+    }
+
+    /// The address of the (first) UDP socket.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.listening_on("udp ")
     }
 }
 
@@ -228,6 +234,14 @@ impl Daemon {
     /// The output file's content.
     pub fn output(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.out).unwrap_or_default()).into_owned()
+    }
+
+    /// The first `n` records of a `json` output, parsed (waiting until there are `n`).
+    pub fn wait_for_json(&self, n: usize) -> Vec<serde_json::Value> {
+        self.wait_for_lines(n)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+            .collect()
     }
 
     /// Waits until the output file holds at least `n` lines; returns them.

@@ -60,8 +60,7 @@ impl TlsFiles {
 /// and the address of its TLS listener.
 pub fn start_tls(builder: DaemonBuilder) -> (Daemon, SocketAddr) {
     let d = builder.args(["--listen", "127.0.0.1:0"]).start();
-    let line = d.log.wait_for("listening on tls ");
-    let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let addr = d.log.listening_on("tls ");
     (d, addr)
 }
 
