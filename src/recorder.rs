@@ -90,8 +90,7 @@ impl<'a> Recorder<'a> {
             let carry = lines.unfinished().filter(|u| u.len() <= IN_PLACE_CARRY);
             if self.sink.routes() {
                 // A templated output: the read's file, picked before reading into its batch.
-                self.framing.clock.now();
-                self.sink.route(self.framing.clock.second(), peer);
+                self.stamp(peer);
             }
             if let (Some(batch), Some(unfinished)) = (self.sink.raw_batch(), carry) {
                 let start = batch.len();
@@ -125,6 +124,14 @@ impl<'a> Recorder<'a> {
         Ok(n)
     }
 
+    /// Reads the clock for the records that follow, and routes them: a templated output picks
+    /// the file of `peer` at this second (see sink/files.rs).
+    #[inline]
+    fn stamp(&mut self, peer: &[u8]) {
+        self.framing.clock.now();
+        self.sink.route(self.framing.clock.second(), peer);
+    }
+
     /// Records what `data`, the next bytes of a stream read elsewhere (after a PROXY
     /// header, already counted), completes.
     pub fn record_stream(&mut self, peer: &[u8], framer: &mut Framer, parse: Parse, data: &[u8]) {
@@ -135,8 +142,7 @@ impl<'a> Recorder<'a> {
     /// Records the records `data` (the next bytes of a stream) completes; all get the same
     /// receipt time (one clock read per read from the socket).
     fn frame(&mut self, peer: &[u8], framer: &mut Framer, scan: bool, data: &[u8]) {
-        self.framing.clock.now();
-        self.sink.route(self.framing.clock.second(), peer);
+        self.stamp(peer);
         let time = self.framing.clock.text();
         let (sink, stats) = (&mut *self.sink, &mut *self.stats);
         let switch = framer.push(data, self.framing.max_line, &mut |piece| match piece {
@@ -172,8 +178,7 @@ impl<'a> Recorder<'a> {
         self.stats.bytes += data.len() as u64;
         let scan = self.scans(parse);
         if parse == Parse::Syslog {
-            self.framing.clock.now();
-            self.sink.route(self.framing.clock.second(), peer);
+            self.stamp(peer);
             let time = self.framing.clock.text();
             let message = data.strip_suffix(b"\n").unwrap_or(data);
             let message = message.strip_suffix(b"\r").unwrap_or(message);
@@ -192,8 +197,7 @@ impl<'a> Recorder<'a> {
     /// octet-counted frame counts as truncated.
     pub fn finish(&mut self, peer: &[u8], framer: &mut Framer, parse: Parse) {
         let scan = self.scans(parse);
-        self.framing.clock.now();
-        self.sink.route(self.framing.clock.second(), peer);
+        self.stamp(peer);
         let time = self.framing.clock.text();
         let (sink, stats) = (&mut *self.sink, &mut *self.stats);
         let end = framer.finish(self.framing.max_line, &mut |line: &[u8]| {
