@@ -98,14 +98,17 @@ pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> 
 }
 
 /// (send queue, receive queue) of the TCP socket `local` connected to `remote`, from
-/// /proc/net/tcp. The send queue holds what the peer has not yet received.
+/// /proc/net/tcp. The send queue holds what the peer has not yet received. An earlier
+/// connection between the same ports, closed and lingering in TIME_WAIT (its queues empty),
+/// may stand in the table before the live one: it is skipped.
 pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    const TIME_WAIT: &str = "06";
     let want_local = format!(":{:04X}", local.port());
     let want_remote = format!(":{:04X}", remote.port());
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if !(f[1].ends_with(&want_local) && f[2].ends_with(&want_remote)) {
+        if !(f[1].ends_with(&want_local) && f[2].ends_with(&want_remote) && f[3] != TIME_WAIT) {
             return None;
         }
         let (tx, rx) = f[4].split_once(':')?;
