@@ -141,7 +141,7 @@ fn denied_datagrams_are_dropped() {
         logged[0].contains(&format!("udp {addr}: denied")),
         "{logged:?}"
     );
-    expect_reset(&mut connect_from("127.0.0.3", d.addr));
+    expect_reset_connecting("127.0.0.3", d.addr);
     d.wait_for_stats("denied=4 ");
     d.log
         .wait_for(&format!("stats of udp {addr}: denied=3 proxy_refused=0"));
@@ -192,8 +192,8 @@ fn ipv4_mapped_peer_matches_ipv4_entry() {
         local.to_string(),
         "recorded as v4"
     );
-    expect_reset(&mut TcpStream::connect(v6).unwrap());
-    expect_reset(&mut connect_from("127.0.0.2", v4));
+    expect_reset_connecting("::1", v6);
+    expect_reset_connecting("127.0.0.2", v4);
     d.wait_for_stats("denied=2 ");
     assert_eq!(d.stop().code(), Some(0));
     assert_eq!(d.output().lines().count(), 1);

@@ -417,8 +417,7 @@ fn metrics_connections_over_the_cap_are_closed() {
         .collect();
     let mut log = d.connect();
     for i in 0..EXTRA {
-        let mut extra = TcpStream::connect(metrics).unwrap();
-        expect_reset(&mut extra);
+        expect_reset_connecting("127.0.0.1", metrics);
         if i % 100 == 0 {
             writeln!(log, "during the flood {i}").unwrap();
         }

@@ -22,7 +22,7 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 
 /// `connect_from`, failing as connect(2) does.
 pub fn try_connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    let local = SocketAddr::new(from.parse().unwrap(), 0);
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(local),
         socket2::Type::STREAM,
@@ -47,6 +47,17 @@ pub fn expect_reset(stream: &mut TcpStream) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("expected a reset, got {e}"),
         }
+    }
+}
+
+/// Connects from the loopback address `from` to `to` and expects the daemon to reset the
+/// connection. A reset that arrives before connect(2) returns counts too: on loopback the
+/// daemon may accept and reset before the connecting thread runs again.
+pub fn expect_reset_connecting(from: &str, to: SocketAddr) {
+    match try_connect_from(from, to) {
+        Ok(mut stream) => expect_reset(&mut stream),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("connecting from {from} to {to}: {e}"),
     }
 }
 
