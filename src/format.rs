@@ -74,7 +74,7 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
             out.push(b' ');
             escape_into(out, line);
         }
-        Format::Raw => out.extend_from_slice(line),
+        Format::Raw => return raw_record(out, line),
         Format::Json => {
             json_open(out, time, peer, line);
             out.push(b'}');
@@ -88,6 +88,23 @@ pub fn write_record(format: Format, out: &mut Vec<u8>, time: &[u8], peer: &[u8],
         }
     }
     out.push(b'\n');
+}
+
+/// Appends the `raw` record of `line`: the line and an LF, in one copy.
+#[inline]
+pub fn raw_record(out: &mut Vec<u8>, line: &[u8]) {
+    let len = line.len() + 1;
+    out.reserve(len);
+    let end = out.len();
+    // SAFETY: `reserve` made room for `len` more bytes after `end`; the line and the LF fill
+    // exactly them (the line cannot overlap the vector's spare capacity: it is borrowed
+    // shared while `out` is borrowed mutably) before the length grows over them.
+    unsafe {
+        let at = out.as_mut_ptr().add(end);
+        std::ptr::copy_nonoverlapping(line.as_ptr(), at, line.len());
+        at.add(line.len()).write(b'\n');
+        out.set_len(end + len);
+    }
 }
 
 /// Appends one record for `line`, whose syslog fields are `msg`: as `write_record`, plus the

@@ -20,6 +20,7 @@ use socket2::SockRef;
 
 use crate::clock::Clock;
 use crate::diag::warning;
+use crate::format::raw_record;
 use crate::framing::{End, Framer, LineBuffer, Piece, Switch, run_lines};
 use crate::input::Parse;
 use crate::sink::Sink;
@@ -145,19 +146,33 @@ impl<'a> Recorder<'a> {
         self.stamp(peer);
         let time = self.framing.clock.text();
         let (sink, stats) = (&mut *self.sink, &mut *self.stats);
-        let switch = framer.push(data, self.framing.max_line, &mut |piece| match piece {
-            Piece::Line(line) => record(sink, stats, time, peer, line, scan),
-            // The lines of a read that need no change come as one run, queued in one go.
-            Piece::Lines(run, count) if !scan => {
-                sink.record_lines(time, peer, run);
-                stats.lines += count;
-            }
-            Piece::Lines(run, _) => {
-                for line in run_lines(run) {
-                    record(sink, stats, time, peer, line, scan);
+        let max_line = self.framing.max_line;
+        let switch = match sink.raw_batch().filter(|_| !scan) {
+            // Raw format to a file: a record is the line (or frame) and an LF, queued here.
+            Some(batch) => framer.push(data, max_line, &mut |piece| match piece {
+                Piece::Line(line) => {
+                    stats.lines += 1;
+                    raw_record(batch, line);
                 }
-            }
-        });
+                Piece::Lines(run, count) => {
+                    batch.extend_from_slice(run);
+                    stats.lines += count;
+                }
+            }),
+            None => framer.push(data, max_line, &mut |piece| match piece {
+                Piece::Line(line) => record(sink, stats, time, peer, line, scan),
+                // The lines of a read that need no change come as one run, queued in one go.
+                Piece::Lines(run, count) if !scan => {
+                    sink.record_lines(time, peer, run);
+                    stats.lines += count;
+                }
+                Piece::Lines(run, _) => {
+                    for line in run_lines(run) {
+                        record(sink, stats, time, peer, line, scan);
+                    }
+                }
+            }),
+        };
         if let Some(Switch::BadHeader(seen)) = switch {
             let mut shown = Vec::new();
             crate::format::escape_into(&mut shown, &seen);

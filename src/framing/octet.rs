@@ -56,6 +56,16 @@ impl OctetBuffer {
     ) -> Result<(), usize> {
         let total = data.len();
         while let Some(&b) = data.first() {
+            if self.remaining == 0 && self.head_len == 0 {
+                // The common case, a whole frame in this read: header and body in one step.
+                if let Some((len, start)) = whole_header(data) {
+                    if let Some(body) = data.get(start..start + len).filter(|_| len <= max_line) {
+                        emit(body.strip_suffix(b"\n").unwrap_or(body));
+                        data = &data[start + len..];
+                        continue;
+                    }
+                }
+            }
             if self.remaining == 0 {
                 match b {
                     b'\n' | b'\r' if self.head_len == 0 => {}
@@ -99,6 +109,7 @@ impl OctetBuffer {
         Ok(())
     }
 
+    #[inline]
     fn push_digit(&mut self, digit: u8) {
         self.head[self.head_len] = digit;
         self.head_len += 1;
@@ -151,6 +162,26 @@ impl OctetBuffer {
             self.partial = Vec::new();
         }
     }
+}
+
+/// A valid header that `data` starts with, whole: (MSG-LEN, where the message starts). `None`
+/// for anything else (a header cut by the read's end, or not a valid one), which the byte by
+/// byte path then takes.
+#[inline]
+fn whole_header(data: &[u8]) -> Option<(usize, usize)> {
+    let (&first, _) = data.split_first()?;
+    if !(b'1'..=b'9').contains(&first) {
+        return None;
+    }
+    let mut len = usize::from(first - b'0');
+    for (i, &b) in data.iter().enumerate().take(MAX_DIGITS + 1).skip(1) {
+        match b {
+            b'0'..=b'9' if i < MAX_DIGITS => len = len * 10 + usize::from(b - b'0'),
+            b' ' => return Some((len, i + 1)),
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
