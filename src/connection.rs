@@ -350,7 +350,7 @@ impl Connection {
             recorder.sink.set_tls_peer(tls.peer());
         }
         while *budget > 0 {
-            if recorder.sink.backlog() >= limit {
+            if recorder.sink.queued() >= limit {
                 return Status::Full;
             }
             *budget -= 1;

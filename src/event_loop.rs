@@ -32,10 +32,11 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
@@ -54,7 +55,7 @@ use crate::notify::Notifier;
 use crate::output::{FLUSH_AT, Output};
 use crate::proxy_header::HeaderReader;
 use crate::recorder::{Framing, Recorder};
-use crate::sink::Sink;
+use crate::sink::{Sink, Writer};
 use crate::stats::Stats;
 use crate::tls::{Refusals, TlsServer, Verdict};
 
@@ -64,8 +65,11 @@ pub const MAX_LISTENERS: usize = 64;
 const SIGNALS: Token = Token(0);
 /// The output's socket (syslog), watched for writability while its receiver is busy.
 const OUTPUT: Token = Token(1);
+/// The file output's writer thread, done with a batch (`sink/writer.rs`): the flush at the
+/// end of the iteration takes the outcome and hands over the next.
+const WRITER: Token = Token(2);
 /// Stream listeners' tokens come first, then the datagram sockets'.
-const FIRST_LISTENER: usize = 2;
+const FIRST_LISTENER: usize = 3;
 /// The metrics listener's token, followed by its exchanges' (`MetricsServer::TOKENS` in all).
 const METRICS: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Client tokens are slab keys offset by this; see `client_token` / `client_key`.
@@ -188,12 +192,22 @@ impl Server {
     /// their metrics listener, if any, is served too.
     pub fn new(
         mut listeners: Listeners,
-        sink: Sink,
+        mut sink: Sink,
         max_line: usize,
         settings: Settings,
     ) -> Result<Server> {
         let poll = Poll::new().context("creating the poll instance")?;
         let registry = poll.registry();
+        if sink.wants_writer() {
+            let waker = Waker::new(registry, WRITER).context("creating the writer's waker")?;
+            match Writer::start(Arc::new(waker)) {
+                Ok(writer) => sink.use_writer(writer),
+                // Seen only where threads are forbidden; writing on this thread works too.
+                Err(e) => {
+                    warning!("cannot start the writer thread, writing on the main thread: {e}")
+                }
+            }
+        }
         let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
             .context("installing signal handlers")?;
         registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -283,6 +297,7 @@ impl Server {
                 match event.token() {
                     SIGNALS => self.take_signals(&mut reopen, &mut stop),
                     OUTPUT => self.output.wake(),
+                    WRITER => {}
                     Token(t) if t < METRICS => self.listener_ready(t - FIRST_LISTENER, now),
                     Token(t) if t < FIRST_CLIENT => self.metrics_event(Token(t), now),
                     token => self.conns.mark_readable(client_key(token)),
@@ -660,7 +675,7 @@ impl Server {
     /// Before reading more: writes the batch out once it reaches `FLUSH_AT`, and says whether
     /// the output can take what is read (false while it is `full`).
     fn room_to_read(&mut self, now: Instant) -> bool {
-        if self.output.backlog() >= FLUSH_AT {
+        if self.output.queued() >= FLUSH_AT {
             self.flush_output(now);
         }
         !self.output.full()

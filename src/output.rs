@@ -16,7 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::diag::{error, info, warning};
-use crate::sink::{FileCounters, Sink, SinkError, wait_writable};
+use crate::sink::{FileCounters, Flush, Sink, SinkError, wait_writable};
 
 /// Output backlog at which a busy loop writes out mid-iteration, so the batch stays about
 /// this size however much the clients send at once.
@@ -78,6 +78,12 @@ impl Output {
     #[inline]
     pub fn backlog(&self) -> usize {
         self.sink.backlog()
+    }
+
+    /// Bytes queued and not yet handed to the writer thread: the batch being filled.
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.sink.queued()
     }
 
     /// True while the backlog is at `HIGH_WATER`: read nothing more from clients.
@@ -159,12 +165,14 @@ impl Output {
     fn attempt(&mut self, now: Instant, registry: &Registry) -> (bool, bool) {
         let target = &self.target;
         match self.sink.flush() {
-            Ok(()) => {
+            Ok(Flush::Done) => {
                 if self.health.on_written() {
                     info!("output {target} takes data again; everything held was written");
                 }
                 (false, false)
             }
+            // Known when the writer thread is done (it wakes the loop).
+            Ok(Flush::Writing) => (false, false),
             Err(busy @ (SinkError::Busy(_) | SinkError::BusyRetry(_))) => {
                 // Not an error yet: a receiver may be briefly behind. Said once it lasts.
                 // After `Busy` its socket's writability wakes the loop (a local syslog
@@ -230,7 +238,17 @@ impl Output {
         let sink = &mut self.sink;
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         let mut backoff = RETRY_MIN;
-        while let Err(e) = sink.flush() {
+        loop {
+            let e = match sink.flush() {
+                // A batch is on the writer thread (handed over now or before): its outcome
+                // decides.
+                Ok(_) if sink.backlog() > sink.queued() => {
+                    sink.settle();
+                    continue;
+                }
+                Ok(_) => break,
+                Err(e) => e,
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 error!(

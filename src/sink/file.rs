@@ -5,6 +5,12 @@
 //! short write (disk full) keeps the unwritten bytes at the front of the buffer; they are
 //! written first, in order, once the disk takes data again.
 //!
+//! A busy daemon's output hands its batches to a writer thread (`writer.rs`), so the next
+//! batch is filled while the last one is written: a flush hands a big batch over if none is in
+//! flight and otherwise leaves it growing, waiting only once it reaches `BUF_CAPACITY`; a small
+//! one it writes itself. Without a writer thread (a templated output's fallback, the unit
+//! tests) every flush writes on the caller's thread.
+//!
 //! The file is opened as root at start (before the privilege drop), often in a directory the
 //! daemon's user can write (it must, to reopen after rotation). So the output is never reached
 //! through a symbolic link (a link planted there would make root append client bytes to any
@@ -13,20 +19,27 @@
 //! second, tries again: a rotation whose new file appears late is still followed.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::Flush;
+use super::writer::{Done, Writer, append};
 use crate::diag::info;
 use crate::format::{Format, json_add_field, write_parsed, write_record, write_records};
 use crate::syslog_parse::Message;
 
 /// Initial buffer size: large enough that a busy daemon writes in big blocks.
 const BUF_CAPACITY: usize = 1 << 20;
+/// Smaller batches are written on the loop's own thread even with a writer thread: handing
+/// one over costs two thread wake-ups, worth it only for a big one (a busy daemon's batches
+/// are `BUF_CAPACITY`; a daemon taking a line now and then writes each at once, as before).
+const HAND_OVER: usize = 256 << 10;
 /// How often a failed reopen is tried again while records arrive: often enough that little
 /// lands in the rotated file, rarely enough that a path that stays broken costs nothing.
 const REOPEN_RETRY: Duration = Duration::from_secs(1);
@@ -83,11 +96,13 @@ impl TlsPeerField {
 
 pub struct FileSink {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     format: Format,
     owner: Option<Owner>,
-    /// Records not yet written, oldest first.
+    /// Records not yet handed over or written, oldest first.
     buf: Vec<u8>,
+    /// The writer thread and the buffer the batch in flight came back in last time.
+    writer: Option<(Writer, Vec<u8>)>,
     /// A reopen failed: when to try again, and how many tries failed so far.
     reopen_pending: Option<(Instant, u64)>,
     /// The verified TLS client the records queued now come from.
@@ -250,10 +265,11 @@ impl FileSink {
         }
         Ok(FileSink {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             format,
             owner,
             buf: Vec::with_capacity(BUF_CAPACITY),
+            writer: None,
             reopen_pending: None,
             tls_peer: TlsPeerField::default(),
         })
@@ -308,25 +324,99 @@ impl FileSink {
         (self.format == Format::Raw).then_some(&mut self.buf)
     }
 
-    /// Writes out what is queued, first retrying a failed reopen if one is due.
-    pub fn flush(&mut self) -> Result<()> {
-        self.retry_reopen();
-        self.write_out()
+    /// From now on batches are written on `writer`'s thread.
+    pub fn use_writer(&mut self, writer: Writer) {
+        self.writer = Some((writer, Vec::new()));
     }
 
-    fn write_out(&mut self) -> Result<()> {
-        let mut written = 0;
-        let result = loop {
-            if written == self.buf.len() {
-                break Ok(());
-            }
-            match self.file.write(&self.buf[written..]) {
-                Ok(0) => break Err(ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
+    /// Writes out what is queued, first retrying a failed reopen if one is due. With a writer
+    /// thread: takes the outcome of the batch in flight (waiting for it only if the queue
+    /// reached `BUF_CAPACITY`), then hands the queue over (or writes it here if it is small).
+    /// `Done` once a write succeeded (or nothing was queued), `Writing` while the outcome is
+    /// not known yet.
+    pub fn flush(&mut self) -> Result<Flush> {
+        let Some((writer, _)) = &mut self.writer else {
+            self.retry_reopen();
+            return self.write_out().map(|()| Flush::Done);
         };
+        let done = if writer.busy() {
+            match writer.take(self.buf.len() >= BUF_CAPACITY) {
+                Some(done) => Some(done),
+                None => return Ok(Flush::Writing),
+            }
+        } else {
+            None
+        };
+        let succeeded = match done {
+            Some(done) => {
+                self.took_back(done)?;
+                true
+            }
+            None => false,
+        };
+        self.retry_reopen();
+        if self.buf.len() < HAND_OVER {
+            return self.write_out().map(|()| Flush::Done);
+        }
+        let Some((writer, spare)) = &mut self.writer else {
+            unreachable!("checked above");
+        };
+        spare.clear();
+        if spare.capacity() > 4 * BUF_CAPACITY {
+            *spare = Vec::new();
+        }
+        let batch = std::mem::replace(&mut self.buf, std::mem::take(spare));
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(BUF_CAPACITY);
+        }
+        writer.send(&self.file, batch);
+        Ok(if succeeded {
+            Flush::Done
+        } else {
+            Flush::Writing
+        })
+    }
+
+    /// Takes back a batch the writer thread is done with: its buffer becomes the spare; on an
+    /// error, what it did not write goes before what was queued since, and the error is
+    /// returned.
+    fn took_back(&mut self, done: Done) -> Result<()> {
+        let Some((_, spare)) = &mut self.writer else {
+            return Ok(());
+        };
+        let Done {
+            mut rest, result, ..
+        } = done;
+        if let Err(e) = result {
+            rest.extend_from_slice(&self.buf);
+            self.buf = rest;
+            // The queue's old buffer is let go: while the output fails, memory holds what
+            // waits to be written (up to HIGH_WATER), not a second buffer as large.
+            *spare = Vec::new();
+            return Err(e).with_context(|| format!("writing {}", self.path.display()));
+        }
+        *spare = rest;
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any; the next flush takes its outcome.
+    pub fn settle(&mut self) {
+        if let Some((writer, _)) = &mut self.writer {
+            writer.settle();
+        }
+    }
+
+    /// Waits for the batch in flight, if any (before a reopen or a sync), and puts back what
+    /// it could not write (the next flush tries again and reports the error).
+    fn take_in_flight(&mut self) {
+        if let Some(done) = self.writer.as_mut().and_then(|(w, _)| w.take(true)) {
+            let _ = self.took_back(done);
+        }
+    }
+
+    /// Writes the queue on this thread.
+    fn write_out(&mut self) -> Result<()> {
+        let (written, result) = append(&self.file, &self.buf);
         self.buf.drain(..written);
         if self.buf.is_empty() && self.buf.capacity() > 4 * BUF_CAPACITY {
             self.buf = Vec::with_capacity(BUF_CAPACITY);
@@ -334,7 +424,13 @@ impl FileSink {
         result.with_context(|| format!("writing {}", self.path.display()))
     }
 
+    /// Bytes queued or in flight, not yet known to be written.
     pub fn backlog(&self) -> usize {
+        self.buf.len() + self.writer.as_ref().map_or(0, |(w, _)| w.in_flight())
+    }
+
+    /// Bytes queued and not handed over yet: what the next batch holds.
+    pub fn queued(&self) -> usize {
         self.buf.len()
     }
 
@@ -345,8 +441,9 @@ impl FileSink {
     pub fn reopen(&mut self) -> Result<()> {
         match open_append(&self.path, self.owner) {
             Ok((new, _)) => {
+                self.take_in_flight();
                 let _ = self.write_out();
-                self.file = new;
+                self.file = Arc::new(new);
                 self.reopen_pending = None;
                 Ok(())
             }
@@ -371,7 +468,7 @@ impl FileSink {
             // What is queued now goes to the new file (the caller writes it next): each
             // record lands in exactly one of the two.
             Ok((new, _)) => {
-                self.file = new;
+                self.file = Arc::new(new);
                 self.reopen_pending = None;
                 info!(
                     "reopened {} (after {failures} failed attempts; records meanwhile went to the old file)",
@@ -383,8 +480,122 @@ impl FileSink {
     }
 
     pub fn sync(&mut self) -> Result<()> {
+        self.take_in_flight();
         self.file
             .sync_all()
             .with_context(|| format!("syncing {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file sink with a writer thread (its waker on a poll of its own), in `raw` format.
+    fn with_writer(path: &Path) -> (FileSink, mio::Poll) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let mut sink = FileSink::open(path, Format::Raw, None).unwrap();
+        sink.use_writer(Writer::start(Arc::new(waker)).unwrap());
+        (sink, poll)
+    }
+
+    /// Queues numbered lines `from..to` (each 100 bytes with its LF).
+    fn queue(sink: &mut FileSink, lines: std::ops::Range<u32>) {
+        for n in lines {
+            sink.record(b"", b"", format!("{n:099}").as_bytes());
+        }
+    }
+
+    /// The numbered lines in `texts`, in order.
+    fn numbers(texts: &[&Path]) -> Vec<u32> {
+        texts
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| l.parse().unwrap())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+
+    /// A big batch goes to the writer thread (its outcome known at the next flush), a small
+    /// one is written at once; batches queued while one is in flight follow it in order.
+    #[test]
+    fn batches_reach_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let (mut sink, _poll) = with_writer(&path);
+        queue(&mut sink, 0..5000);
+        assert_eq!(
+            sink.flush().unwrap(),
+            Flush::Writing,
+            "500 KB is handed over"
+        );
+        assert_eq!(sink.backlog(), 500_000);
+        assert_eq!(sink.queued(), 0);
+        queue(&mut sink, 5000..20_000);
+        // Over BUF_CAPACITY queued: this flush waits for the batch in flight, then hands over.
+        assert_eq!(sink.flush().unwrap(), Flush::Done);
+        assert_eq!(sink.backlog(), 1_500_000);
+        sink.settle();
+        assert_eq!(sink.flush().unwrap(), Flush::Done);
+        assert_eq!(sink.backlog(), 0);
+        queue(&mut sink, 20_000..20_010);
+        assert_eq!(
+            sink.flush().unwrap(),
+            Flush::Done,
+            "a small batch is written here"
+        );
+        assert_eq!(numbers(&[&path]), (0..20_010).collect::<Vec<_>>());
+    }
+
+    /// A write that fails on the writer thread hands its bytes back: they go before what was
+    /// queued meanwhile, the error is reported, and once the file takes data all arrive once,
+    /// in order.
+    #[test]
+    fn failed_batch_comes_back_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let (mut sink, _poll) = with_writer(&path);
+        let writable = Arc::clone(&sink.file);
+        // A descriptor open for reading only: every write fails (EBADF), as on a full disk.
+        sink.file = Arc::new(File::open(&path).unwrap());
+        queue(&mut sink, 0..5000);
+        assert_eq!(sink.flush().unwrap(), Flush::Writing);
+        queue(&mut sink, 5000..5100);
+        sink.settle();
+        let e = sink.flush().unwrap_err();
+        assert!(format!("{e:#}").contains("out.log"), "{e:#}");
+        assert_eq!(sink.backlog(), 510_000, "nothing dropped");
+        assert_eq!(sink.queued(), 510_000, "all back in the queue");
+        sink.file = writable;
+        assert_eq!(sink.flush().unwrap(), Flush::Writing);
+        sink.settle();
+        assert_eq!(sink.flush().unwrap(), Flush::Done);
+        assert_eq!(numbers(&[&path]), (0..5100).collect::<Vec<_>>());
+    }
+
+    /// A reopen while a batch is in flight: that batch ends in the old file, what is queued
+    /// after it in the new one; nothing lost or doubled.
+    #[test]
+    fn reopen_with_a_batch_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let rotated = dir.path().join("out.log.1");
+        let (mut sink, _poll) = with_writer(&path);
+        queue(&mut sink, 0..5000);
+        assert_eq!(sink.flush().unwrap(), Flush::Writing);
+        queue(&mut sink, 5000..5010);
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.reopen().unwrap();
+        queue(&mut sink, 5010..8000);
+        assert_eq!(sink.flush().unwrap(), Flush::Writing);
+        sink.settle();
+        assert_eq!(sink.flush().unwrap(), Flush::Done);
+        assert_eq!(numbers(&[&rotated]), (0..5010).collect::<Vec<_>>());
+        assert_eq!(numbers(&[&path]), (5010..8000).collect::<Vec<_>>());
     }
 }

@@ -11,6 +11,7 @@ mod queue;
 mod syslog;
 mod syslog_addr;
 pub mod template;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use journal::{DEFAULT_SOCKET as JOURNAL_SOCKET, JournalSink};
 pub use syslog::{SyslogFraming, SyslogOptions, SyslogProtocol, SyslogSink};
 pub(crate) use syslog::{UnixConn, connect_local, connect_unix};
 pub use syslog_addr::SyslogAddr;
+pub use writer::Writer;
 
 /// An output as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,16 @@ impl fmt::Display for Target {
             Target::Journal(Some(path)) => write!(f, "journal:{}", path.display()),
         }
     }
+}
+
+/// What a flush that did not fail did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Written (what was handed to the file output's writer thread, or written here).
+    Done,
+    /// Handed to the file output's writer thread, whose outcome is not known yet: it wakes
+    /// the event loop when it is, and the next flush takes it.
+    Writing,
 }
 
 /// Why a flush left data queued; the event loop retries sooner after `Busy` and `BusyRetry`.
@@ -250,12 +262,42 @@ impl Sink {
     }
 
     /// Writes out what is queued. On error the unwritten part stays queued for the next try.
-    pub fn flush(&mut self) -> Result<(), SinkError> {
+    pub fn flush(&mut self) -> Result<Flush, SinkError> {
         match self {
             Sink::File(s) => s.flush().map_err(SinkError::Failed),
-            Sink::Files(s) => s.flush().map_err(SinkError::Failed),
-            Sink::Syslog(s) => s.flush(),
-            Sink::Journal(s) => s.flush(),
+            Sink::Files(s) => s.flush().map(|()| Flush::Done).map_err(SinkError::Failed),
+            Sink::Syslog(s) => s.flush().map(|()| Flush::Done),
+            Sink::Journal(s) => s.flush().map(|()| Flush::Done),
+        }
+    }
+
+    /// A file output writes its batches on `writer`'s thread from now on (other outputs do
+    /// not use it).
+    pub fn use_writer(&mut self, writer: Writer) {
+        if let Sink::File(s) = self {
+            s.use_writer(writer);
+        }
+    }
+
+    /// True if this output would write on a writer thread (`use_writer`).
+    pub fn wants_writer(&self) -> bool {
+        matches!(self, Sink::File(_))
+    }
+
+    /// Waits for a batch the writer thread is writing, if any.
+    pub fn settle(&mut self) {
+        if let Sink::File(s) = self {
+            s.settle();
+        }
+    }
+
+    /// Bytes queued and not yet handed over: what the next write takes (`backlog` also
+    /// counts a batch the writer thread is writing).
+    #[inline]
+    pub fn queued(&self) -> usize {
+        match self {
+            Sink::File(s) => s.queued(),
+            _ => self.backlog(),
         }
     }
 
