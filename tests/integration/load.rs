@@ -187,3 +187,59 @@ fn sigterm_under_load_records_everything_received() {
         );
     }
 }
+
+/// The thread of the daemon named `writer` (a file output's writer thread).
+fn writer_thread(pid: i32) -> std::path::PathBuf {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| t.unwrap().path())
+        .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "writer"))
+        .expect("a file output has a writer thread")
+}
+
+/// How often a thread has blocked: each batch the writer thread takes ends with it waiting
+/// for the next.
+fn voluntary_switches(task: &std::path::Path) -> u64 {
+    let status = std::fs::read_to_string(task.join("status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A file output's big batches go to its writer thread, small ones do not: lines arriving one
+/// at a time are written by the loop without waking the writer, a flood is handed over, and
+/// every line lands once, in order.
+#[test]
+fn writer_thread_takes_only_big_batches() {
+    let dir = temp_dir();
+    let mut d = Daemon::start(dir.path(), &[]);
+    let writer = writer_thread(d.pid());
+    let idle = voluntary_switches(&writer);
+    let mut client = d.connect();
+    for n in 0..20 {
+        writeln!(client, "{}", numbered_line(n)).unwrap();
+        d.wait_for_lines(n as usize + 1);
+    }
+    assert_eq!(
+        voluntary_switches(&writer),
+        idle,
+        "lines one at a time woke the writer thread"
+    );
+    drop(client);
+    // 20 MB at once: batches of 1 MiB.
+    let count = 200_000;
+    let (_, sender) = stream_numbered(d.addr, count);
+    sender.join().unwrap();
+    let lines = d.wait_for_lines(20 + count as usize);
+    assert!(
+        voluntary_switches(&writer) > idle,
+        "a flood was written without the writer thread"
+    );
+    assert_eq!(d.stop().code(), Some(0));
+    assert_numbered(&lines[..20], 0..20, Layout::Default);
+    assert_numbered(&lines[20..], 0..count, Layout::Default);
+}
