@@ -11,7 +11,7 @@
 //!   `reference`, `rsyslogd fields` (its default parsers, a template of host, tag and message).
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -392,7 +392,7 @@ template(name="bare" type="string" string="{template}\n")
 fn wait_for_port(port: u16, deadline: Instant, child: &mut Child) -> Result<SocketAddr, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
-        if TcpStream::connect(addr).is_ok() {
+        if listening(port) {
             return Ok(addr);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -403,6 +403,20 @@ fn wait_for_port(port: u16, deadline: Instant, child: &mut Child) -> Result<Sock
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// True if a socket listens on 127.0.0.1:`port` (a `0A` state line of /proc/net/tcp). Read
+/// there, not probed with a connection: rsyslogd's TLS listener takes a connection that never
+/// starts a handshake for a failed one, and rsyslogd 8.2302 was seen to crash after that.
+fn listening(port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 3 && f[1] == local && f[3] == LISTEN
+        })
+    })
 }
 
 /// A started receiver.
