@@ -119,6 +119,12 @@ pub fn write_parsed(
 ) {
     match format {
         Format::Default | Format::Raw => write_record(format, out, time, peer, line),
+        // Nearly every message: no structured data, and nothing in the line to escape.
+        Format::Json
+            if msg.sd.is_none() && simd::first_stop(line, Stop::JsonSpecial) == line.len() =>
+        {
+            json_plain(out, time, peer, line, msg)
+        }
         Format::Json => {
             let plain = json_open(out, time, peer, line);
             json_fields(out, msg, plain);
@@ -165,6 +171,87 @@ pub fn json_add_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"}\n");
 }
 
+/// The `json` record of a parsed message whose line needs no escaping and that has no
+/// structured data, so every value goes in as it is: the same bytes as `json_open`,
+/// `json_fields` and `}` write, put into room reserved once (each value's closing quote is the
+/// next key's first byte).
+fn json_plain(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) {
+    // The keys and the longest facility and severity names take 149 bytes; the fields are
+    // slices of the line, none overlapping, so they add at most its length again.
+    out.reserve(160 + time.len() + peer.len() + 2 * line.len());
+    let mut room = Room {
+        buf: out.spare_capacity_mut(),
+        at: 0,
+    };
+    room.put(b"{\"time\":\"");
+    room.put(time);
+    room.put(b"\",\"peer\":\"");
+    room.put(peer);
+    room.put(b"\",\"line\":\"");
+    room.put(line);
+    if let Some(pri) = msg.pri {
+        room.put(b"\",\"facility\":\"");
+        room.put(pri.facility_name().as_bytes());
+        room.put(b"\",\"severity\":\"");
+        room.put(pri.severity_name().as_bytes());
+    }
+    let fields = [
+        (&b"\",\"timestamp\":\""[..], msg.timestamp),
+        (b"\",\"hostname\":\"", msg.hostname),
+        (b"\",\"app\":\"", msg.app),
+        (b"\",\"procid\":\"", msg.procid),
+        (b"\",\"msgid\":\"", msg.msgid),
+        (b"\",\"msg\":\"", Some(msg.msg_without_bom())),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            room.put(key);
+            room.put(value);
+        }
+    }
+    room.put(b"\"}\n");
+    let written = room.at;
+    // SAFETY: `Room::put` initialized the first `written` bytes of the spare capacity, one
+    // piece after another from its start, and nothing else touched `out` meanwhile.
+    unsafe { out.set_len(out.len() + written) };
+}
+
+/// Pieces copied one after another into a vector's spare capacity: each checked against the
+/// room (a slice bound) rather than grown into, and the short ones copied without a call.
+struct Room<'a> {
+    buf: &'a mut [std::mem::MaybeUninit<u8>],
+    /// Bytes put so far, all initialized.
+    at: usize,
+}
+
+impl Room<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        let dst = &mut self.buf[self.at..self.at + n];
+        if (8..=16).contains(&n) {
+            // Two eight-byte copies that overlap in the middle.
+            uninit_copy(&mut dst[..8], &bytes[..8]);
+            uninit_copy(&mut dst[n - 8..], &bytes[n - 8..]);
+        } else {
+            uninit_copy(dst, bytes);
+        }
+        self.at += n;
+    }
+}
+
+/// `dst` initialized with `src` (`MaybeUninit::copy_from_slice`, which is newer than this
+/// crate's minimum Rust): one `memcpy`, or a move for a length the compiler knows.
+#[inline(always)]
+fn uninit_copy(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: both are `len` bytes long (checked above; `MaybeUninit<u8>` is laid out as
+    // `u8`), and they cannot overlap: `dst` is borrowed mutably, `src` shared.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len());
+    }
+}
+
 /// Appends a JSON record's `{"time":"…","peer":"…","line":"…"`, the object left open for
 /// more fields; true if the line went in as it is (see `json_string`).
 fn json_open(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8]) -> bool {
@@ -181,10 +268,14 @@ fn json_open(out: &mut Vec<u8>, time: &[u8], peer: &[u8], line: &[u8]) -> bool {
 /// (it is cut from the line at ASCII delimiters, never inside a character) and is copied
 /// without a scan: nearly every message, and most of the cost of a parsed record.
 fn json_fields(out: &mut Vec<u8>, msg: &Message<'_>, plain: bool) {
-    // `,"name":"` whole, so that a field costs three appends.
+    // `,"name":"` whole, so that a field costs three appends (and, plain, no call).
     let field = |out: &mut Vec<u8>, key: &[u8], value: &[u8]| {
         out.extend_from_slice(key);
-        json_text(out, value, plain);
+        if plain {
+            out.extend_from_slice(value);
+        } else {
+            json_text(out, value, false);
+        }
         out.push(b'"');
     };
     if let Some(pri) = msg.pri {
@@ -746,6 +837,47 @@ mod tests {
                     proptest::prop_assert!(!has_display_control(all.as_bytes()), "{all:?}");
                 }
                 proptest::prop_assert_eq!(all, one);
+            }
+        }
+    }
+
+    /// The record of a parsed message by the general path (`json_open`, `json_fields`).
+    fn json_general(time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let plain = json_open(&mut out, time, peer, line);
+        json_fields(&mut out, msg, plain);
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    proptest::proptest! {
+        /// The plain path writes a parsed message's `json` record byte for byte as the
+        /// general one: syslog-shaped lines (5424 and 3164, with and without PRI, fields of
+        /// every length around the eight- and sixteen-byte copies) of printable ASCII.
+        #[test]
+        fn json_plain_matches_the_general_path(
+            pri in proptest::option::of(0u8..=191),
+            rfc5424 in proptest::bool::ANY,
+            words in proptest::collection::vec("[!#-\\[\\]-~]{1,20}", 4..8),
+            text in "[ -!#-\\[\\]-~]{0,40}",
+        ) {
+            let pri = pri.map(|p| format!("<{p}>")).unwrap_or_default();
+            let line = if rfc5424 {
+                format!("{pri}1 2026-12-01T16:00:00.123Z {} - {text}", words[..4].join(" "))
+            } else {
+                format!("{pri}Dec  1 16:00:00 {} {}: {text}", words[0], words[1])
+            };
+            let line = line.as_bytes();
+            proptest::prop_assume!(simd::first_stop(line, Stop::JsonSpecial) == line.len());
+            if let Some(msg) = crate::syslog_parse::parse(line).filter(|m| m.sd.is_none()) {
+                let mut out = b"before".to_vec();
+                json_plain(&mut out, b"2026-12-01T21:00:00.000001Z", b"192.0.2.7:51234", line, &msg);
+                let general = json_general(b"2026-12-01T21:00:00.000001Z", b"192.0.2.7:51234", line, &msg);
+                proptest::prop_assert_eq!(&out[..6], b"before");
+                proptest::prop_assert_eq!(
+                    String::from_utf8_lossy(&out[6..]),
+                    String::from_utf8_lossy(&general)
+                );
             }
         }
     }

@@ -111,7 +111,17 @@ pub(super) fn rfc3339_len(s: &[u8]) -> Option<usize> {
     }
     let mut c = Cursor { s, at: 19 };
     if c.eat(b'.') {
-        c.number(1, 9)?;
+        // TIME-SECFRAC: 1 to 6 digits in RFC 5424, up to 9 as senders write them; only
+        // checked, never read.
+        let digits = s[c.at..]
+            .iter()
+            .take(9)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        c.at += digits;
     }
     if !c.eat(b'Z') {
         (c.eat(b'+') || c.eat(b'-')).then_some(())?;
