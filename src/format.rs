@@ -638,6 +638,29 @@ fn json_quote_in_place(out: &mut Vec<u8>, start: usize) {
     out.extend_from_slice(&text[at..]);
 }
 
+/// For the fuzz target `syslog_parse`.
+#[cfg(any(test, fuzzing))]
+pub mod testing {
+    use super::{Format, Message, json_fields, json_open, write_parsed};
+
+    /// A parsed message's `json` record as written, and as the general path writes it (no
+    /// plain shortcut): they must be the same bytes.
+    pub fn json_both_ways(
+        time: &[u8],
+        peer: &[u8],
+        line: &[u8],
+        msg: &Message<'_>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut written = Vec::new();
+        write_parsed(Format::Json, &mut written, time, peer, line, msg);
+        let mut general = Vec::new();
+        let plain = json_open(&mut general, time, peer, line);
+        json_fields(&mut general, msg, plain);
+        general.extend_from_slice(b"}\n");
+        (written, general)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -841,15 +864,6 @@ mod tests {
         }
     }
 
-    /// The record of a parsed message by the general path (`json_open`, `json_fields`).
-    fn json_general(time: &[u8], peer: &[u8], line: &[u8], msg: &Message<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
-        let plain = json_open(&mut out, time, peer, line);
-        json_fields(&mut out, msg, plain);
-        out.extend_from_slice(b"}\n");
-        out
-    }
-
     proptest::proptest! {
         /// The plain path writes a parsed message's `json` record byte for byte as the
         /// general one: syslog-shaped lines (5424 and 3164, with and without PRI, fields of
@@ -872,7 +886,12 @@ mod tests {
             if let Some(msg) = crate::syslog_parse::parse(line).filter(|m| m.sd.is_none()) {
                 let mut out = b"before".to_vec();
                 json_plain(&mut out, b"2026-12-01T21:00:00.000001Z", b"192.0.2.7:51234", line, &msg);
-                let general = json_general(b"2026-12-01T21:00:00.000001Z", b"192.0.2.7:51234", line, &msg);
+                let (_, general) = super::testing::json_both_ways(
+                    b"2026-12-01T21:00:00.000001Z",
+                    b"192.0.2.7:51234",
+                    line,
+                    &msg,
+                );
                 proptest::prop_assert_eq!(&out[..6], b"before");
                 proptest::prop_assert_eq!(
                     String::from_utf8_lossy(&out[6..]),

@@ -1,11 +1,13 @@
 //! The syslog scanner: whatever the bytes, `parse` does not panic, returns only slices of the
 //! message, in the header's order with `msg` last and ending it, reads every message that
 //! starts with a valid PRI, and its structured data walks (elements, parameters, unescaped
-//! values); a timestamp converts to RFC 3339 that the `time` crate reads back, or the
-//! conversion says it cannot and writes nothing.
+//! values); its `json` record is the same whichever path writes it; a timestamp converts to
+//! RFC 3339 that the `time` crate reads back, or the conversion says it cannot and writes
+//! nothing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use logsinkd::format::testing::json_both_ways;
 use logsinkd::syslog_parse::testing::check_slices;
 use logsinkd::syslog_parse::{parse, rfc3339_timestamp, sd_elements, unescape_sd_value};
 use time::OffsetDateTime;
@@ -36,6 +38,13 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     check_slices(input, &m);
+    // Its json record: the plain path's bytes are the general path's.
+    let (written, general) =
+        json_both_ways(b"2026-12-01T21:00:00.000001Z", b"192.0.2.7:5", input, &m);
+    assert_eq!(
+        written, general,
+        "json record differs from the general path's"
+    );
     let mut value = Vec::new();
     for element in sd_elements(m.sd.unwrap_or_default()) {
         for (_, v) in element.params {
@@ -53,7 +62,10 @@ fuzz_target!(|input: &[u8]| {
             time[17..19].copy_from_slice(b"59");
         }
         let text = std::str::from_utf8(&time).expect("ASCII");
-        assert!(OffsetDateTime::parse(text, &Rfc3339).is_ok(), "not RFC 3339: {text}");
+        assert!(
+            OffsetDateTime::parse(text, &Rfc3339).is_ok(),
+            "not RFC 3339: {text}"
+        );
     } else {
         assert_eq!(out, b"before", "no time, yet something written");
     }
