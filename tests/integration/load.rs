@@ -188,13 +188,15 @@ fn sigterm_under_load_records_everything_received() {
     }
 }
 
-/// The thread of the daemon named `writer` (a file output's writer thread).
+/// The thread of the daemon named `writer` (a file output's writer thread). The new thread
+/// names itself once it runs, which may be just after the daemon says it is ready.
 fn writer_thread(pid: i32) -> std::path::PathBuf {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|t| t.unwrap().path())
-        .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "writer"))
-        .expect("a file output has a writer thread")
+    wait_until("the daemon's writer thread", DEADLINE, || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|t| t.unwrap().path())
+            .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "writer"))
+    })
 }
 
 /// How often a thread has blocked: each batch the writer thread takes ends with it waiting
@@ -218,6 +220,14 @@ fn writer_thread_takes_only_big_batches() {
     let dir = temp_dir();
     let mut d = Daemon::start(dir.path(), &[]);
     let writer = writer_thread(d.pid());
+    // Counted once it waits for its first batch (blocking there is its first switch).
+    wait_until("the writer thread to wait for work", DEADLINE, || {
+        let status = std::fs::read_to_string(writer.join("status")).unwrap();
+        status
+            .lines()
+            .any(|l| l.starts_with("State:\tS"))
+            .then_some(())
+    });
     let idle = voluntary_switches(&writer);
     let mut client = d.connect();
     for n in 0..20 {
@@ -230,10 +240,13 @@ fn writer_thread_takes_only_big_batches() {
         "lines one at a time woke the writer thread"
     );
     drop(client);
-    // 20 MB at once: batches of 1 MiB.
+    // 20 MB made beforehand and sent at once, faster than the daemon takes it: its socket
+    // stays full, and its batches reach 1 MiB.
     let count = 200_000;
-    let (_, sender) = stream_numbered(d.addr, count);
-    sender.join().unwrap();
+    let flood = numbered_lines(0..count);
+    let mut client = d.connect();
+    client.write_all(flood.as_bytes()).unwrap();
+    drop(client);
     let lines = d.wait_for_lines(20 + count as usize);
     assert!(
         voluntary_switches(&writer) > idle,
