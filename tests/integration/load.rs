@@ -256,3 +256,32 @@ fn writer_thread_takes_only_big_batches() {
     assert_numbered(&lines[..20], 0..20, Layout::Default);
     assert_numbered(&lines[20..], 0..count, Layout::Default);
 }
+
+/// Where the writer thread cannot be started (here the daemon's user may run one task, by
+/// RLIMIT_NPROC, once privileges are dropped), the daemon says so once and writes on its loop:
+/// a flood lands whole and in order, and it stops cleanly.
+#[test]
+fn without_a_writer_thread_the_loop_writes() {
+    if !root_for("limit the daemon's user to one task") {
+        return;
+    }
+    let dir = temp_dir();
+    let mut d = DaemonBuilder::wrapped(dir.path(), &["prlimit", "--nproc=1:1", "--"])
+        .args(["--user", "nobody", "--group", "nogroup"])
+        .start();
+    d.log.wait_for("cannot start the writer thread");
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .unwrap()
+        .count();
+    assert_eq!(tasks, 1, "the daemon runs on one thread");
+    let count = 200_000;
+    let mut client = d.connect();
+    client
+        .write_all(numbered_lines(0..count).as_bytes())
+        .unwrap();
+    drop(client);
+    let lines = d.wait_for_lines(count as usize);
+    assert_eq!(d.stop().code(), Some(0));
+    assert_numbered(&lines, 0..count, Layout::Default);
+    assert_eq!(d.log.matching("cannot start the writer thread").len(), 1);
+}
