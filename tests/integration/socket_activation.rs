@@ -112,6 +112,16 @@ fn activate_on_tcp_ports(dir: &Path, count: usize) -> (Activator, Vec<String>) {
 
 /// `activate_on_tcp_ports`, logsinkd to be started with `args` as well.
 fn activate_on_tcp_ports_with(dir: &Path, count: usize, args: &[&str]) -> (Activator, Vec<String>) {
+    activate_on_tcp_ports_for(dir, count, |_| args.iter().map(|a| a.to_string()).collect())
+}
+
+/// `activate_on_tcp_ports`, logsinkd to be started with the arguments `args` makes of the
+/// ports' addresses (a listener option naming one of them).
+fn activate_on_tcp_ports_for(
+    dir: &Path,
+    count: usize,
+    args: impl Fn(&[String]) -> Vec<String>,
+) -> (Activator, Vec<String>) {
     for _ in 0..5 {
         let probes: Vec<TcpListener> = (0..count)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
@@ -121,7 +131,9 @@ fn activate_on_tcp_ports_with(dir: &Path, count: usize, args: &[&str]) -> (Activ
             .map(|l| l.local_addr().unwrap().to_string())
             .collect();
         drop(probes);
-        let mut activator = Activator::start_with(dir, &[], &addrs, args);
+        let args = args(&addrs);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut activator = Activator::start_with(dir, &[], &addrs, &args);
         if activator.wait_for("Listening on ", count) {
             return (activator, addrs);
         }
@@ -370,43 +382,27 @@ fn tls_socket_is_adopted_by_its_address() {
     }
     let dir = temp_dir();
     let files = TlsFiles::new(dir.path());
-    let cert = files.cert.display().to_string();
-    let key = files.key.display().to_string();
-    for _ in 0..5 {
-        let probes: Vec<TcpListener> = (0..2)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: Vec<String> = probes
-            .iter()
-            .map(|l| l.local_addr().unwrap().to_string())
-            .collect();
-        drop(probes);
-        let args = [
-            "--listen-tls",
-            addrs[1].as_str(),
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ];
-        let mut activator = Activator::start_with(dir.path(), &[], &addrs, &args);
-        if !activator.wait_for("Listening on ", 2) {
-            continue;
-        }
-        let tls_addr = addrs[1].parse().unwrap();
-        let mut client = tls_connect(tls_addr, files.pki.client_config(None));
-        tls_send(&mut client, b"over the adopted TLS socket\n");
-        assert!(activator.wait_for(&format!("listening on tls {}", addrs[1]), 1));
-        let mut plain = TcpStream::connect(addrs[0].as_str()).unwrap();
-        plain.write_all(b"over the adopted TCP socket\n").unwrap();
-        let text = wait_until("both lines in out.log", DEADLINE, || {
-            let text = std::fs::read_to_string(dir.path().join("out.log")).ok()?;
-            (text.lines().count() == 2).then_some(text)
-        });
-        let lines: Vec<&str> = text.lines().map(|l| split_record(l).2).collect();
-        assert!(lines.contains(&"over the adopted TLS socket"), "{text}");
-        assert!(lines.contains(&"over the adopted TCP socket"), "{text}");
-        return;
-    }
-    panic!("no 2 free ports in 5 tries");
+    let (mut activator, addrs) = activate_on_tcp_ports_for(dir.path(), 2, |addrs| {
+        vec![
+            "--listen-tls".to_string(),
+            addrs[1].clone(),
+            "--tls-cert".to_string(),
+            files.cert.display().to_string(),
+            "--tls-key".to_string(),
+            files.key.display().to_string(),
+        ]
+    });
+    let tls_addr = addrs[1].parse().unwrap();
+    let mut client = tls_connect(tls_addr, files.pki.client_config(None));
+    tls_send(&mut client, b"over the adopted TLS socket\n");
+    assert!(activator.wait_for(&format!("listening on tls {}", addrs[1]), 1));
+    let mut plain = TcpStream::connect(addrs[0].as_str()).unwrap();
+    plain.write_all(b"over the adopted TCP socket\n").unwrap();
+    let text = wait_until("both lines in out.log", DEADLINE, || {
+        let text = std::fs::read_to_string(dir.path().join("out.log")).ok()?;
+        (text.lines().count() == 2).then_some(text)
+    });
+    let lines: Vec<&str> = text.lines().map(|l| split_record(l).2).collect();
+    assert!(lines.contains(&"over the adopted TLS socket"), "{text}");
+    assert!(lines.contains(&"over the adopted TCP socket"), "{text}");
 }
