@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::Flush;
-use super::writer::{Done, Writer, append};
+use super::writer::{Failed, Writer, append};
 use crate::diag::info;
 use crate::format::{Format, json_add_field, write_parsed, write_record, write_records};
 use crate::syslog_parse::Message;
@@ -101,8 +101,8 @@ pub struct FileSink {
     owner: Option<Owner>,
     /// Records not yet handed over or written, oldest first.
     buf: Vec<u8>,
-    /// The writer thread and the buffer the batch in flight came back in last time.
-    writer: Option<(Writer, Vec<u8>)>,
+    /// The writer thread, once the event loop gave one.
+    writer: Option<Writer>,
     /// A reopen failed: when to try again, and how many tries failed so far.
     reopen_pending: Option<(Instant, u64)>,
     /// The verified TLS client the records queued now come from.
@@ -326,7 +326,7 @@ impl FileSink {
 
     /// From now on batches are written on `writer`'s thread.
     pub fn use_writer(&mut self, writer: Writer) {
-        self.writer = Some((writer, Vec::new()));
+        self.writer = Some(writer);
     }
 
     /// Writes out what is queued, first retrying a failed reopen if one is due. With a writer
@@ -335,41 +335,26 @@ impl FileSink {
     /// `Done` once a write succeeded (or nothing was queued), `Writing` while the outcome is
     /// not known yet.
     pub fn flush(&mut self) -> Result<Flush> {
-        let Some((writer, _)) = &mut self.writer else {
+        let Some(writer) = &mut self.writer else {
             self.retry_reopen();
             return self.write_out().map(|()| Flush::Done);
         };
-        let done = if writer.busy() {
-            match writer.take(self.buf.len() >= BUF_CAPACITY) {
-                Some(done) => Some(done),
-                None => return Ok(Flush::Writing),
-            }
-        } else {
-            None
-        };
-        let succeeded = match done {
-            Some(done) => {
-                self.took_back(done)?;
+        // A batch in flight: its outcome, waited for only once the next one is as large.
+        let succeeded = match writer.take(self.buf.len() >= BUF_CAPACITY) {
+            None if writer.busy() => return Ok(Flush::Writing),
+            None => false,
+            Some(outcome) => {
+                self.took_back(outcome)?;
                 true
             }
-            None => false,
         };
         self.retry_reopen();
         if self.buf.len() < HAND_OVER {
             return self.write_out().map(|()| Flush::Done);
         }
-        let Some((writer, spare)) = &mut self.writer else {
-            unreachable!("checked above");
-        };
-        spare.clear();
-        if spare.capacity() > 4 * BUF_CAPACITY {
-            *spare = Vec::new();
+        if let Some(writer) = &mut self.writer {
+            writer.hand_over(&self.file, &mut self.buf, BUF_CAPACITY);
         }
-        let batch = std::mem::replace(&mut self.buf, std::mem::take(spare));
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(BUF_CAPACITY);
-        }
-        writer.send(&self.file, batch);
         Ok(if succeeded {
             Flush::Done
         } else {
@@ -377,31 +362,20 @@ impl FileSink {
         })
     }
 
-    /// Takes back a batch the writer thread is done with: its buffer becomes the spare; on an
-    /// error, what it did not write goes before what was queued since, and the error is
-    /// returned.
-    fn took_back(&mut self, done: Done) -> Result<()> {
-        let Some((_, spare)) = &mut self.writer else {
+    /// Takes the outcome of a batch the writer thread is done with: on a failure, what it
+    /// did not write goes before what was queued since, and the error is returned.
+    fn took_back(&mut self, outcome: Result<(), Failed>) -> Result<()> {
+        let Err(Failed { error, mut rest }) = outcome else {
             return Ok(());
         };
-        let Done {
-            mut rest, result, ..
-        } = done;
-        if let Err(e) = result {
-            rest.extend_from_slice(&self.buf);
-            self.buf = rest;
-            // The queue's old buffer is let go: while the output fails, memory holds what
-            // waits to be written (up to HIGH_WATER), not a second buffer as large.
-            *spare = Vec::new();
-            return Err(e).with_context(|| format!("writing {}", self.path.display()));
-        }
-        *spare = rest;
-        Ok(())
+        rest.extend_from_slice(&self.buf);
+        self.buf = rest;
+        Err(error).with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Waits for the batch in flight, if any; the next flush takes its outcome.
     pub fn settle(&mut self) {
-        if let Some((writer, _)) = &mut self.writer {
+        if let Some(writer) = &mut self.writer {
             writer.settle();
         }
     }
@@ -409,8 +383,8 @@ impl FileSink {
     /// Waits for the batch in flight, if any (before a reopen or a sync), and puts back what
     /// it could not write (the next flush tries again and reports the error).
     fn take_in_flight(&mut self) {
-        if let Some(done) = self.writer.as_mut().and_then(|(w, _)| w.take(true)) {
-            let _ = self.took_back(done);
+        if let Some(outcome) = self.writer.as_mut().and_then(|w| w.take(true)) {
+            let _ = self.took_back(outcome);
         }
     }
 
@@ -426,7 +400,7 @@ impl FileSink {
 
     /// Bytes queued or in flight, not yet known to be written.
     pub fn backlog(&self) -> usize {
-        self.buf.len() + self.writer.as_ref().map_or(0, |(w, _)| w.in_flight())
+        self.buf.len() + self.writer.as_ref().map_or(0, Writer::in_flight)
     }
 
     /// Bytes queued and not handed over yet: what the next batch holds.

@@ -24,13 +24,17 @@ struct Job {
     batch: Vec<u8>,
 }
 
-/// How a batch went.
-pub struct Done {
-    /// What was not written (empty unless `result` is an error), in the batch's allocation.
+/// How a batch went: the bytes it did not write (in the batch's allocation), and the error
+/// if a write failed.
+struct Done {
+    rest: Vec<u8>,
+    result: io::Result<()>,
+}
+
+/// A batch that was not written whole: the error, and the bytes not written, in order.
+pub struct Failed {
+    pub error: io::Error,
     pub rest: Vec<u8>,
-    /// Bytes written.
-    pub written: usize,
-    pub result: io::Result<()>,
 }
 
 /// Appends `bytes` to `file` until all are written or a write fails: the bytes written, and
@@ -56,6 +60,8 @@ pub struct Writer {
     in_flight: usize,
     /// The outcome of the batch in flight once `settle` waited for it.
     settled: Option<Done>,
+    /// The allocation of the last batch written, for the queue to fill next.
+    spare: Vec<u8>,
 }
 
 impl Writer {
@@ -73,7 +79,6 @@ impl Writer {
                     batch.drain(..written);
                     let done = Done {
                         rest: batch,
-                        written,
                         result,
                     };
                     if done_tx.send(done).is_err() {
@@ -88,6 +93,7 @@ impl Writer {
             done,
             in_flight: 0,
             settled: None,
+            spare: Vec::new(),
         })
     }
 
@@ -103,9 +109,20 @@ impl Writer {
         self.in_flight > 0
     }
 
-    /// Hands `batch` (not empty) over to be appended to `file`. Only when not `busy`.
-    pub fn send(&mut self, file: &Arc<File>, batch: Vec<u8>) {
-        debug_assert!(!self.busy() && !batch.is_empty());
+    /// Hands what `queue` holds (not empty) over to be appended to `file`, leaving `queue`
+    /// empty, in the last batch's allocation (or a new one of `capacity`). Only when not
+    /// `busy`.
+    pub fn hand_over(&mut self, file: &Arc<File>, queue: &mut Vec<u8>, capacity: usize) {
+        debug_assert!(!self.busy() && !queue.is_empty());
+        let mut next = std::mem::take(&mut self.spare);
+        // One that grew large (a queue held while the output failed) is not kept.
+        if next.capacity() > 4 * capacity {
+            next = Vec::new();
+        }
+        if next.capacity() == 0 {
+            next.reserve(capacity);
+        }
+        let batch = std::mem::replace(queue, next);
         self.in_flight = batch.len();
         let job = Job {
             file: Arc::clone(file),
@@ -116,15 +133,15 @@ impl Writer {
             let job = e.0;
             self.settled = Some(Done {
                 rest: job.batch,
-                written: 0,
                 result: Err(io::Error::other("the writer thread ended")),
             });
         }
     }
 
     /// The outcome of the batch in flight: `None` if there is none, or if it is still being
-    /// written and `wait` is false.
-    pub fn take(&mut self, wait: bool) -> Option<Done> {
+    /// written and `wait` is false; else `Ok` if it was written whole (its allocation kept
+    /// for the next `hand_over`), or what failed.
+    pub fn take(&mut self, wait: bool) -> Option<Result<(), Failed>> {
         if !self.busy() {
             return None;
         }
@@ -138,7 +155,18 @@ impl Writer {
             },
         };
         self.in_flight = 0;
-        Some(done)
+        Some(match done.result {
+            Ok(()) => {
+                self.spare = done.rest;
+                Ok(())
+            }
+            // The queue's next buffer is made anew: while the output fails, memory holds
+            // what waits to be written (up to HIGH_WATER), not a spare buffer as well.
+            Err(error) => Err(Failed {
+                error,
+                rest: done.rest,
+            }),
+        })
     }
 
     /// Waits until the batch in flight, if any, is written (or failed); its outcome is kept
@@ -155,7 +183,6 @@ impl Writer {
 fn gone() -> Done {
     Done {
         rest: Vec::new(),
-        written: 0,
         result: Err(io::Error::other("the writer thread ended")),
     }
 }
