@@ -376,13 +376,24 @@ fn print_targets(rows: &[Row], smoke: bool) {
             );
         }
         if let Some(budget) = targets.cpu_per_100mb {
-            let per_100mb = m.cpu / (row.payload as f64 / 1e8);
+            let per_100mb = |cpu: f64| cpu / (row.payload as f64 / 1e8);
             check(
                 format!("{name} CPU <= {budget} s per 100 MB"),
-                Some(per_100mb),
+                Some(per_100mb(m.cpu)),
                 &|v| v <= budget,
                 " s",
             );
+            // Not a target: what writing as many bytes costs a server that does nothing else.
+            let ceiling = rows
+                .iter()
+                .find(|r| r.scenario == row.scenario && r.receiver.ceiling_only());
+            if let Some((ceiling, Ok(c))) = ceiling.map(|c| (c, c.median())) {
+                println!(
+                    "- {name}: {} spends {:.3} s per 100 MB writing as many bytes (not a target)",
+                    ceiling.receiver.name,
+                    per_100mb(c.cpu)
+                );
+            }
         }
     }
     for row in rows

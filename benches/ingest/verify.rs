@@ -17,6 +17,7 @@
 use serde::Deserialize;
 
 use crate::lines::{self, BODY, Kind, LINE, Stamp};
+use crate::receivers::{DEFAULT_EXTRA_PERCENT, JSON_EXTRA_PERCENT};
 
 /// How a receiver writes each line or message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,6 +460,27 @@ fn self_check_syslog(peers: &[Vec<u8>]) {
             assert!(v.failure.is_some(), "{shape:?}: byte {at} changed, unseen");
         }
     }
+    // The equal-bytes ceilings write as many bytes as logsinkd's records hold, from a peer with
+    // a five-digit port as the bench's clients have.
+    let one = Sent {
+        lines_per_conn: 1,
+        peers: &peers[..1],
+        ..sent
+    };
+    assert_eq!(
+        one.expected_bytes(Shape::Json),
+        (LINE * (100 + JSON_EXTRA_PERCENT) / 100) as u64,
+        "JSON_EXTRA_PERCENT"
+    );
+    let lines = Sent {
+        kind: Kind::Line,
+        ..one
+    };
+    assert_eq!(
+        lines.expected_bytes(Shape::Stamped),
+        (LINE * (100 + DEFAULT_EXTRA_PERCENT) / 100) as u64,
+        "DEFAULT_EXTRA_PERCENT"
+    );
     // A JSON record from the wrong peer, or with a field more, is caught.
     let mut wrong_peer = json(stamp(0, 0));
     let at = wrong_peer.windows(5).position(|w| w == b"40001").unwrap();
