@@ -25,7 +25,7 @@ fn disk_full_pushes_back_and_recovers() {
     d.log.wait_for("No space left on device");
     // Back-pressure: the daemon stops reading, so data piles up in its socket.
     wait_until("the daemon to stop reading", DEADLINE, || {
-        (daemon_recv_queue(d.addr, client)? > 64 * 1024).then_some(())
+        daemon_stopped_reading(d.addr, client).then_some(())
     });
     assert!(d.child.try_wait().unwrap().is_none(), "still running");
     std::fs::remove_file(inside("filler")).unwrap();

@@ -492,7 +492,7 @@ fn journal_gone_and_back_loses_nothing() {
     let count = 120_000;
     let (client, writer) = stream_numbered(d.addr, count);
     wait_until("the daemon to stop reading", DEADLINE * 3, || {
-        (daemon_recv_queue(d.addr, client)? > 64 * 1024).then_some(())
+        daemon_stopped_reading(d.addr, client).then_some(())
     });
     d.log.wait_for(&format!("sending to {target}"));
     let receiver = Receiver::running(dir.path());

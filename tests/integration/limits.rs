@@ -152,7 +152,7 @@ fn idle_timeout_spares_clients_waiting_on_back_pressure() {
     let count = 150_000;
     let (client, writer) = stream_numbered(d.addr, count);
     wait_until("the daemon to stop reading", DEADLINE, || {
-        (daemon_recv_queue(d.addr, client)? > 64 * 1024).then_some(())
+        daemon_stopped_reading(d.addr, client).then_some(())
     });
     // Connected after the waiting client's last read, so its timer goes off after that
     // client's would have.

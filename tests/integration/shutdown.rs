@@ -115,7 +115,7 @@ fn sigterm_during_a_tcp_flood() {
     });
     wait_for_output(&d, 4 << 20);
     wait_until("the flooder's socket to fill", DEADLINE, || {
-        (daemon_recv_queue(d.addr, flooder_addr)? > 64 * 1024).then_some(())
+        daemon_stopped_reading(d.addr, flooder_addr).then_some(())
     });
     let (code, took, peak) = stop_watching_memory(&mut d);
     drop(flood);

@@ -103,17 +103,42 @@ pub fn logger_message_recorded(d: &Daemon, transport: &str, addr: SocketAddr, me
 }
 
 /// Bytes waiting unread in the receive queue of the daemon's side of a TCP connection
-/// (from /proc/net/tcp): a growing queue shows the daemon has stopped reading.
+/// (from /proc/net/tcp).
 pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> {
-    tcp_queues(daemon, client).map(|(_, rx)| rx)
+    tcp_row(daemon, client).map(|row| row.recv_queue)
 }
 
-/// (send queue, receive queue) of the TCP socket `local` connected to `remote`, from
-/// /proc/net/tcp. The send queue holds what the peer has not yet received. An earlier
+/// True once the daemon has stopped reading `client`'s connection while the client still has
+/// data for it: more than 64 KiB wait unread in the daemon's socket, or the client's data
+/// waits on its own side, held up by a zero window (its zero-window probe timer runs). The
+/// second is what it looks like while the machine's TCP memory is under pressure (many tests
+/// at once): the kernel then keeps a receive queue small, 40 KB in one such run, and closes
+/// the window instead.
+pub fn daemon_stopped_reading(daemon: SocketAddr, client: SocketAddr) -> bool {
+    daemon_recv_queue(daemon, client).is_some_and(|q| q > 64 * 1024)
+        || tcp_row(client, daemon).is_some_and(|c| c.send_queue > 0 && c.probing_zero_window)
+}
+
+/// (send queue, receive queue) of the TCP socket `local` connected to `remote`. The send
+/// queue holds what the peer has not yet received.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    tcp_row(local, remote).map(|row| (row.send_queue, row.recv_queue))
+}
+
+/// What /proc/net/tcp says of one TCP socket.
+pub struct TcpRow {
+    pub send_queue: u64,
+    pub recv_queue: u64,
+    /// The peer advertises a zero window and this side probes it (timer 4, `ICSK_TIME_PROBE0`).
+    pub probing_zero_window: bool,
+}
+
+/// The row of the TCP socket `local` connected to `remote`, from /proc/net/tcp. An earlier
 /// connection between the same ports, closed and lingering in TIME_WAIT (its queues empty),
 /// may stand in the table before the live one: it is skipped.
-pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+pub fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<TcpRow> {
     const TIME_WAIT: &str = "06";
+    const PROBE0: &str = "04";
     let want_local = format!(":{:04X}", local.port());
     let want_remote = format!(":{:04X}", remote.port());
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
@@ -123,10 +148,12 @@ pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
             return None;
         }
         let (tx, rx) = f[4].split_once(':')?;
-        Some((
-            u64::from_str_radix(tx, 16).ok()?,
-            u64::from_str_radix(rx, 16).ok()?,
-        ))
+        let (timer, _) = f[5].split_once(':')?;
+        Some(TcpRow {
+            send_queue: u64::from_str_radix(tx, 16).ok()?,
+            recv_queue: u64::from_str_radix(rx, 16).ok()?,
+            probing_zero_window: timer == PROBE0,
+        })
     })
 }
 
