@@ -13,43 +13,64 @@ use super::{DEADLINE, wait_until};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logsinkd");
 
-/// Lines the daemon printed on stderr, collected by a reader thread.
+/// Lines the daemon printed on stderr, collected by a reader thread. The reader runs behind
+/// the daemon: a line the daemon wrote may not be here yet. Once a later line is (found by
+/// `wait_for`), every line before it is; once the daemon has exited, `Daemon::wait_exit`
+/// waits for the end of its stderr, so then every line is.
 #[derive(Clone, Default)]
-pub struct LogLines(Arc<(Mutex<Vec<String>>, Condvar)>);
+pub struct LogLines(Arc<(Mutex<Log>, Condvar)>);
+
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    /// The stream ended: every line is in.
+    closed: bool,
+}
 
 impl LogLines {
     fn collect(self, stream: impl std::io::Read + Send + 'static) {
         std::thread::spawn(move || {
+            let (log, cv) = &*self.0;
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
-                let (lines, cv) = &*self.0;
-                lines.lock().unwrap().push(line);
+                log.lock().unwrap().lines.push(line);
                 cv.notify_all();
             }
+            log.lock().unwrap().closed = true;
+            cv.notify_all();
         });
     }
 
     pub fn all(&self) -> Vec<String> {
-        self.0.0.lock().unwrap().clone()
+        self.0.0.lock().unwrap().lines.clone()
     }
 
     /// The lines so far that contain `pattern`.
     pub fn matching(&self, pattern: &str) -> Vec<String> {
-        let lines = self.0.0.lock().unwrap();
-        lines
+        let log = self.0.0.lock().unwrap();
+        log.lines
             .iter()
             .filter(|l| l.contains(pattern))
             .cloned()
             .collect()
     }
 
+    /// Waits up to `within` for the end of the stream (every line read); false if it did not
+    /// come (something else still holds the daemon's stderr open).
+    fn wait_closed(&self, within: Duration) -> bool {
+        let (log, cv) = &*self.0;
+        let guard = log.lock().unwrap();
+        let (guard, _) = cv.wait_timeout_while(guard, within, |l| !l.closed).unwrap();
+        guard.closed
+    }
+
     /// Waits until `count` lines contain `pattern`; returns the last of them.
     pub fn wait_for_nth(&self, pattern: &str, count: usize) -> String {
-        let (lines, cv) = &*self.0;
+        let (log, cv) = &*self.0;
         let end = Instant::now() + DEADLINE;
-        let mut guard = lines.lock().unwrap();
+        let mut guard = log.lock().unwrap();
         loop {
-            let found: Vec<&String> = guard.iter().filter(|l| l.contains(pattern)).collect();
+            let found: Vec<&String> = guard.lines.iter().filter(|l| l.contains(pattern)).collect();
             if found.len() >= count {
                 return found[count - 1].clone();
             }
@@ -57,7 +78,7 @@ impl LogLines {
             assert!(
                 now < end,
                 "timed out waiting for log line {pattern:?} #{count}; got {:#?}",
-                *guard
+                guard.lines
             );
             guard = cv.wait_timeout(guard, end - now).unwrap().0;
         }
@@ -226,9 +247,16 @@ impl Daemon {
         self.stop_within(DEADLINE)
     }
 
+    /// Waits for the daemon to exit, then for the end of its stderr, so `log` holds every
+    /// line it wrote.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let child = &mut self.child;
-        wait_until("logsinkd to exit", within, || child.try_wait().unwrap())
+        let status = wait_until("logsinkd to exit", within, || child.try_wait().unwrap());
+        assert!(
+            self.log.wait_closed(DEADLINE),
+            "logsinkd exited ({status}) but its stderr stays open"
+        );
+        status
     }
 
     /// The output file's content.
