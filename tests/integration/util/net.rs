@@ -111,9 +111,9 @@ pub fn daemon_recv_queue(daemon: SocketAddr, client: SocketAddr) -> Option<u64> 
 /// True once the daemon has stopped reading `client`'s connection while the client still has
 /// data for it: more than 64 KiB wait unread in the daemon's socket, or the client's data
 /// waits on its own side, held up by a zero window (its zero-window probe timer runs). The
-/// second is what it looks like while the machine's TCP memory is under pressure (many tests
-/// at once): the kernel then keeps a receive queue small, 40 KB in one such run, and closes
-/// the window instead.
+/// second is what it looks like when the daemon's receive buffer has not grown (the kernel
+/// grows it only while the daemon reads fast): the window closes with little queued, 15-40 KB
+/// in runs of the whole suite (many tests at once, a slow debug daemon).
 pub fn daemon_stopped_reading(daemon: SocketAddr, client: SocketAddr) -> bool {
     daemon_recv_queue(daemon, client).is_some_and(|q| q > 64 * 1024)
         || tcp_row(client, daemon).is_some_and(|c| c.send_queue > 0 && c.probing_zero_window)
