@@ -171,7 +171,8 @@ impl Receiver {
             Kind::Reference { extra_percent } => match extra_percent {
                 0 => true,
                 DEFAULT_EXTRA_PERCENT => !syslog,
-                _ => syslog,
+                JSON_EXTRA_PERCENT => syslog,
+                _ => false,
             },
             Kind::Rsyslogd { fields, .. } => fields == syslog,
         }

@@ -131,9 +131,17 @@ impl Row {
 }
 
 fn find(rows: &[Row], scenario: &str, pick: impl Fn(&Receiver) -> bool) -> Option<Measure> {
+    find_row(rows, scenario, pick).and_then(|r| r.median().ok())
+}
+
+/// The row of `scenario` whose receiver `pick` chooses.
+fn find_row<'r>(
+    rows: &'r [Row],
+    scenario: &str,
+    pick: impl Fn(&Receiver) -> bool,
+) -> Option<&'r Row> {
     rows.iter()
         .find(|r| r.scenario == scenario && pick(&r.receiver))
-        .and_then(|r| r.median().ok())
 }
 
 fn is_reference(r: &Receiver) -> bool {
@@ -384,9 +392,7 @@ fn print_targets(rows: &[Row], smoke: bool) {
                 " s",
             );
             // Not a target: what writing as many bytes costs a server that does nothing else.
-            let ceiling = rows
-                .iter()
-                .find(|r| r.scenario == row.scenario && r.receiver.ceiling_only());
+            let ceiling = find_row(rows, &row.scenario, Receiver::ceiling_only);
             if let Some((ceiling, Ok(c))) = ceiling.map(|c| (c, c.median())) {
                 println!(
                     "- {name}: {} spends {:.3} s per 100 MB writing as many bytes (not a target)",
